@@ -1,0 +1,113 @@
+"""Per-sample Parquet files -> `samples.parquet` (joined with model metadata) and `cells.parquet` (one row per
+model x task x strategy with bootstrap intervals and the continuous metrics beside exact match)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emergence import metrics
+from emergence.evaluate import checkpoint_dirs
+from emergence.io import atomic_path, read_json
+
+MODEL_COLUMNS = [
+    "family", "run", "params", "nonembedding_params", "train_tokens", "train_flops", "checkpoint_step",
+    "final_checkpoint", "seed", "heldout_loss",
+]
+
+
+def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
+    """One row per model id (every checkpoint of every run) with the metadata the analysis plots against."""
+    rows = []
+    for root in model_roots:
+        for model_dir in checkpoint_dirs(root):
+            meta = read_json(model_dir / "model.json")
+            rows.append({"model": meta["model_id"], **{c: meta.get(c) for c in MODEL_COLUMNS}})
+    return pd.DataFrame(rows)
+
+
+def task_table(task_dirs: list[str | Path]) -> pd.DataFrame:
+    rows = [read_json(Path(d) / "task.json") for d in task_dirs]
+    return pd.DataFrame([{"task": r["task"], "metric": r["metric"], "random_baseline": r["random_baseline"]}
+                         for r in rows])
+
+
+def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
+    """The per-cell numbers: exact match with its interval, and the likelihood metrics of the same samples."""
+    low, high = metrics.bootstrap_ci(group.exact_match.to_numpy(), n_resamples=n_resamples, seed=seed)
+    return {
+        "n": len(group),
+        "exact_match": group.exact_match.mean(),
+        "exact_match_ci_low": low,
+        "exact_match_ci_high": high,
+        "target_ce_per_token": metrics.target_ce_per_token(group.target_logprob, group.target_tokens).mean(),
+        "target_ce_total": (-group.target_logprob).mean(),
+        "target_tokens_mean": group.target_tokens.mean(),
+        "p_all_tokens": metrics.p_all_tokens(group.target_logprob).mean(),
+        "is_greedy": group.is_greedy.mean(),
+    }
+
+
+def aggregate(
+    cell_files: list[str | Path],
+    model_roots: list[str | Path],
+    task_dirs: list[str | Path],
+    samples_out: str | Path,
+    cells_out: str | Path,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join every cell's samples with model and task metadata; summarise per cell; write both tables."""
+    samples = pd.concat([pd.read_parquet(f) for f in cell_files], ignore_index=True)
+    samples = samples.merge(model_table(model_roots), on="model", how="left", validate="many_to_one")
+    samples = samples.merge(task_table(task_dirs), on="task", how="left", validate="many_to_one")
+    if samples.train_flops.isna().any():
+        missing = sorted(samples.loc[samples.train_flops.isna(), "model"].unique())
+        raise ValueError(f"samples from models without metadata: {missing}")
+    samples = samples.sort_values(["task", "strategy", "train_flops", "model", "doc_id"], ignore_index=True)
+
+    keys = ["model", "task", "strategy"]
+    rows = []
+    for (model, task, strategy), group in samples.groupby(keys, sort=True):
+        cell_seed = metrics.seed_for(model, task, strategy, base=seed)
+        rows.append({"model": model, "task": task, "strategy": strategy,
+                     **summarize_cell(group, n_resamples=n_resamples, seed=cell_seed)})
+    cells = pd.DataFrame(rows)
+    cells = cells.merge(samples.drop_duplicates("model")[["model", *MODEL_COLUMNS]], on="model")
+    cells = cells.merge(task_table(task_dirs), on="task")
+    cells = cells.sort_values(["task", "strategy", "family", "train_flops", "model"], ignore_index=True)
+    cells["final_checkpoint"] = cells.final_checkpoint.astype(bool)
+
+    for table, path in ((samples, samples_out), (cells, cells_out)):
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+    return samples, cells
+
+
+def spearman_flops_vs_ce(cells: pd.DataFrame, task: str, strategy: str) -> float:
+    """Rank correlation of training FLOPs with target CE per token over all checkpoints of a task x strategy."""
+    sub = cells[(cells.task == task) & (cells.strategy == strategy)]
+    return float(sub.train_flops.rank().corr(sub.target_ce_per_token.rank()))
+
+
+def cells_markdown(cells: pd.DataFrame) -> str:
+    """The cells table as Markdown (final checkpoints first read best sorted by task, strategy, FLOPs)."""
+    cols = ["task", "strategy", "model", "params", "train_flops", "n", "exact_match", "exact_match_ci_low",
+            "exact_match_ci_high", "target_ce_per_token", "p_all_tokens"]
+    view = cells[cols].copy()
+    view["train_flops"] = view.train_flops.map(lambda x: f"{x:.2e}")
+    for c in ("exact_match", "exact_match_ci_low", "exact_match_ci_high", "target_ce_per_token", "p_all_tokens"):
+        view[c] = view[c].map(lambda x: f"{x:.3f}" if np.isfinite(x) else "")
+    header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    return header + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in view.itertuples(index=False))
+
+
+def write_cells_tables(cells_path: str | Path, csv_out: str | Path, md_out: str | Path) -> None:
+    cells = pd.read_parquet(cells_path)
+    with atomic_path(csv_out) as tmp:
+        cells.to_csv(tmp, index=False)
+    with atomic_path(md_out) as tmp:
+        tmp.write_text(cells_markdown(cells))

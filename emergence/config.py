@@ -1,0 +1,151 @@
+"""Config validation: the JSON schema first, then the checks a schema cannot express.
+
+Every error names the offending key or value and says what would be valid, before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from emergence.ladder import data
+from emergence.strategies import parse_strategy
+
+SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the person who wrote the config."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def known_tasks() -> list[str]:
+    return list(data.OPERATIONS)
+
+
+def _suggest(value: str, choices) -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=3, cutoff=0.75)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _schema_at(schema: dict, path) -> dict:
+    """The sub-schema describing the value at `path` (enough for this project's schema shapes)."""
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part) or node.get("additionalProperties") or {}
+    return node
+
+
+def _friendly(error: jsonschema.ValidationError, schema: dict) -> str:
+    where = _where(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(_schema_at(schema, error.absolute_path).get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return "; ".join(
+            f"unknown config key '{where + '.' if error.absolute_path else ''}{key}': valid keys here are "
+            f"{', '.join(allowed)}.{_suggest(key, allowed)}"
+            for key in extra
+        )
+    if error.validator == "enum":
+        return (f"config {where} = {error.instance!r} is not valid; choose one of "
+                f"{', '.join(map(str, error.validator_value))}.{_suggest(error.instance, error.validator_value)}")
+    if error.validator == "type":
+        return f"config {where} must be of type {error.validator_value}, got {error.instance!r}."
+    if error.validator == "required":
+        return f"config {where} is missing a required key: {error.message.split(' ')[0]}."
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "multipleOf"):
+        return f"config {where} = {error.instance!r} is out of range: {error.message}."
+    if error.validator == "minItems":
+        return f"config {where} is empty; give at least {error.validator_value} item(s)."
+    if error.validator == "uniqueItems":
+        return f"config {where} lists an item twice: {error.instance!r}."
+    if error.validator == "pattern":
+        return (f"config {where} = {error.instance!r} is not allowed: use letters, digits, '_' (and '.', '-' in "
+                f"a study name), starting with a letter or digit.")
+    return f"config {where}: {error.message}"
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in schema defaults while validating (as Snakemake's `validate` does)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def check_config(config: dict) -> dict:
+    """Validate `config`; return a copy with defaults filled in, or raise ConfigError listing every problem."""
+    schema = load_schema()
+    filled = copy.deepcopy(config)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    problems = [_friendly(e, schema) for e in sorted(validator.iter_errors(filled), key=lambda e: list(e.path))]
+    if not problems:
+        problems = _semantic_problems(filled)
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+    return filled
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    names = [m["name"] for m in config["models"]]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")
+    for i, family in enumerate(config["models"]):
+        if family["source"] == "ladder":
+            if "widths" not in family:
+                problems.append(f"models[{i}] ({family['name']}): a ladder needs 'widths', e.g. [16, 32, 64].")
+            if not any(w > 0 for w in family["operations"].values()):
+                problems.append(f"models[{i}].operations: every weight is 0; give at least one operation a weight.")
+            for op in family["operations"]:
+                if op not in data.OPERATIONS:
+                    problems.append(f"models[{i}].operations: unknown operation {op!r}; valid: "
+                                    f"{', '.join(data.OPERATIONS)}.{_suggest(op, data.OPERATIONS)}")
+    tasks = known_tasks()
+    for task in config["tasks"]:
+        if task not in tasks:
+            problems.append(f"unknown task {task!r}; valid tasks: {', '.join(tasks)}.{_suggest(task, tasks)}")
+    for task in config["task_overrides"]:
+        if task not in config["tasks"]:
+            problems.append(f"task_overrides names {task!r}, which is not in tasks ({', '.join(config['tasks'])}).")
+    for name in config["strategies"]:
+        try:
+            strategy = parse_strategy(name)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        for task in config["tasks"]:
+            pool = task_settings(config, task)["n_fewshot_pool"]
+            if strategy.num_fewshot > pool:
+                problems.append(f"strategy {name!r} needs {strategy.num_fewshot} exemplars but task {task!r} has a "
+                                f"few-shot pool of {pool}; raise task_defaults.n_fewshot_pool or lower k.")
+    return problems
+
+
+def task_settings(config: dict, task: str) -> dict:
+    """The generator settings of one task: task_defaults overlaid by its task_overrides entry."""
+    return {**config["task_defaults"], **config["task_overrides"].get(task, {})}

@@ -1,0 +1,128 @@
+"""Evaluate one cell group (a model run's checkpoints x one task x one strategy) through lm-eval's Python API.
+
+Both views of the task run in one `simple_evaluate` call on the same documents and few-shot exemplars; the
+generative view gives `generation`/`exact_match`, the likelihood view `target_logprob`/`is_greedy`. One row per
+checkpoint x document is written to a Parquet file; every derived metric can be recomputed from its raw columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from emergence.io import atomic_path, read_json
+from emergence.strategies import Strategy
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = [
+    "model", "task", "strategy", "doc_id", "prompt", "target", "generation", "exact_match",
+    "target_logprob", "target_tokens", "is_greedy",
+]
+
+
+def pick_device() -> tuple[str, str]:
+    """CUDA with bf16 when a GPU is present, else CPU with float32."""
+    import torch
+
+    return ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
+
+
+def checkpoint_dirs(model_root: str | Path) -> list[Path]:
+    """The model directories under a run directory (each holds `model.json`), in training order."""
+    root = Path(model_root)
+    if (root / "model.json").exists():
+        return [root]
+    dirs = [d for d in root.iterdir() if (d / "model.json").exists()]
+    if not dirs:
+        raise FileNotFoundError(f"no model directory (with model.json) under {root}")
+    return sorted(dirs, key=lambda d: read_json(d / "model.json").get("checkpoint_step") or 0)
+
+
+def evaluate_cells(
+    model_root: str | Path,
+    task_dir: str | Path,
+    strategy: Strategy,
+    out_path: str | Path,
+    *,
+    batch_size: int = 64,
+    seed: int = 1234,
+    threads: int = 1,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Run every checkpoint under `model_root` on the task in `task_dir` with `strategy`; write Parquet."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    torch.set_num_threads(threads)
+    device, dtype = pick_device()
+    task_meta = read_json(Path(task_dir) / "task.json")
+    views = task_meta["views"]
+    task_manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    frames = []
+    for model_dir in checkpoint_dirs(model_root):
+        model_meta = read_json(model_dir / "model.json")
+        lm = HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
+                  batch_size=batch_size)
+        results = simple_evaluate(
+            model=lm,
+            tasks=list(views.values()),
+            task_manager=task_manager,
+            num_fewshot=strategy.num_fewshot,
+            bootstrap_iters=0,
+            log_samples=True,
+            limit=limit,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            verbosity="WARNING",
+        )
+        frame = samples_frame(results["samples"], views, lm)
+        frame.insert(0, "model", model_meta["model_id"])
+        frame.insert(1, "task", task_meta["task"])
+        frame.insert(2, "strategy", strategy.name)
+        frames.append(frame[SAMPLE_COLUMNS])
+        log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
+                 task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(), len(frame))
+        del lm
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(out_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
+    """Join the two views' logged samples on doc_id into one row per document.
+
+    `target_tokens` comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves
+    trailing context whitespace into the continuation; lm-eval does not record the count itself.
+    """
+    gen = {s["doc_id"]: s for s in samples[views["gen"]]}
+    ll = {s["doc_id"]: s for s in samples[views["ll"]]}
+    if gen.keys() != ll.keys():
+        raise RuntimeError("the generative and likelihood views saw different documents")
+    rows = []
+    for doc_id in sorted(gen):
+        g, l = gen[doc_id], ll[doc_id]
+        context, continuation = l["arguments"][0]
+        if g["arguments"][0][0] != context:
+            raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
+        logprob, is_greedy = l["resps"][0][0]
+        _, continuation_ids = lm._encode_pair(context, continuation)
+        rows.append({
+            "doc_id": int(doc_id),
+            "prompt": context,
+            "target": continuation.strip(),
+            "generation": g["filtered_resps"][0],
+            "exact_match": float(g["exact_match"]),
+            "target_logprob": float(logprob),
+            "target_tokens": len(continuation_ids),
+            "is_greedy": bool(is_greedy),
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,1 @@
+"""The in-pipeline model ladder: small GPT-2-style LMs trained on generated arithmetic."""

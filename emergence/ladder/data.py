@@ -1,0 +1,150 @@
+"""Arithmetic problems phrased like BIG-bench's arithmetic tasks, and the ladder's training corpus.
+
+The problem space of each operation is split once and for all by a hash of the problem: a fixed tenth is
+held out. Training draws only from the rest, evaluation only from the held-out part, so evaluation items are
+disjoint from training items by construction (whatever seeds or sizes are used), and no training run needs to
+read any task file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+QUERY_FORMAT = "Q: {question}\nA:"  # what the model sees before its answer
+ANSWER_FORMAT = " {answer}"  # the continuation scored by log-likelihood and exact match
+EXAMPLE_SEPARATOR = "\n\n"  # between examples in training rows and between few-shot exemplars
+STOP = "\n"  # generation stops here; training supervises it after every answer
+HELD_OUT_PER_MILLE = 100  # 10% of every operation's problems are never trained on
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A binary arithmetic operation on exactly-`digits`-digit operands."""
+
+    word: str
+    digits: int
+    apply: Callable[[int, int], int]
+
+    def question(self, a: int, b: int) -> str:
+        return f"What is {a} {self.word} {b}?"
+
+    def operand_range(self) -> tuple[int, int]:
+        """Half-open range of exactly-`digits`-digit numbers (mixed lengths made training fail in probes)."""
+        return 10 ** (self.digits - 1), 10**self.digits
+
+
+OPERATIONS: dict[str, Operation] = {
+    "addition_3digit": Operation("plus", 3, operator.add),
+    "subtraction_3digit": Operation("minus", 3, operator.sub),
+    "multiplication_2digit": Operation("times", 2, operator.mul),
+}
+
+
+def is_held_out(op_name: str, a: int, b: int) -> bool:
+    """True for the fixed tenth of problems reserved for evaluation (a stable hash, not a seed)."""
+    digest = hashlib.blake2b(f"{op_name}:{a}:{b}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % 1000 < HELD_OUT_PER_MILLE
+
+
+def format_query(question: str) -> str:
+    return QUERY_FORMAT.format(question=question)
+
+
+def format_answer(answer: str) -> str:
+    return ANSWER_FORMAT.format(answer=answer)
+
+
+def sample_problems(
+    op_name: str, rng: np.random.Generator, *, held_out: bool
+) -> Iterator[tuple[int, int, int]]:
+    """Yield (a, b, result) forever, from the held-out part or from the training part only."""
+    op = OPERATIONS[op_name]
+    low, high = op.operand_range()
+    while True:
+        a, b = (int(x) for x in rng.integers(low, high, size=2))
+        if is_held_out(op_name, a, b) == held_out:
+            yield a, b, op.apply(a, b)
+
+
+def held_out_items(op_name: str, n: int, seed: int) -> list[dict]:
+    """`n` distinct held-out problems as records {question, answer, a, b}, in a seeded order."""
+    op = OPERATIONS[op_name]
+    low, high = op.operand_range()
+    capacity = (high - low) ** 2 * HELD_OUT_PER_MILLE // 1000
+    if n > capacity * 0.9:
+        raise ValueError(
+            f"{op_name}: asked for {n} held-out items but only about {capacity} exist; use fewer items."
+        )
+    rng = np.random.default_rng(seed)
+    seen: set[tuple[int, int]] = set()
+    items = []
+    for a, b, result in sample_problems(op_name, rng, held_out=True):
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        items.append({"question": op.question(a, b), "answer": str(result), "a": a, "b": b})
+        if len(items) == n:
+            return items
+    raise AssertionError("unreachable")
+
+
+def encode_example(question: str, answer: str, encode: Callable[[str], list[int]]) -> tuple[list[int], int]:
+    """Token ids of one example and the index where the supervised part (answer + stop) starts."""
+    prompt = encode(format_query(question))
+    supervised = encode(format_answer(answer) + STOP)
+    return prompt + supervised, len(prompt)
+
+
+def pack_rows(
+    examples: Iterator[tuple[list[int], int]],
+    n_rows: int,
+    n_ctx: int,
+    separator: list[int],
+    pad_id: int,
+    max_examples: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pack whole examples into rows (never split across rows, so every answer sees its question).
+
+    Returns input_ids (n_rows, n_ctx), labels (n_rows, n_ctx) where labels[t] is the target for the token at
+    t (the model is trained to predict input_ids[t + 1]; HF shifts internally, so labels equal input ids on
+    supervised positions and -100 elsewhere), and the number of real tokens.
+    """
+    input_ids = np.full((n_rows, n_ctx), pad_id, dtype=np.int64)
+    labels = np.full((n_rows, n_ctx), -100, dtype=np.int64)
+    pending = None
+    for row in range(n_rows):
+        pos = 0
+        for _ in range(1 + row % max_examples):  # rows hold 1, 2, ..., max_examples examples in turn
+            ids, answer_start = pending if pending is not None else next(examples)
+            pending = None
+            start = pos + (len(separator) if pos else 0)
+            if start + len(ids) > n_ctx:
+                if pos == 0:
+                    raise ValueError(f"an example of {len(ids)} tokens does not fit n_ctx={n_ctx}")
+                pending = (ids, answer_start)
+                break
+            if pos:
+                input_ids[row, pos:start] = separator
+            input_ids[row, start : start + len(ids)] = ids
+            labels[row, start + answer_start : start + len(ids)] = ids[answer_start:]
+            pos = start + len(ids)
+    return input_ids, labels, int((input_ids != pad_id).sum())
+
+
+def mixed_examples(
+    weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool
+) -> Iterator[tuple[list[int], int]]:
+    """An endless stream of encoded examples, each operation drawn with probability proportional to its weight."""
+    names = [name for name, w in weights.items() if w > 0]
+    p = np.array([weights[name] for name in names], dtype=float)
+    p /= p.sum()
+    streams = {name: sample_problems(name, rng, held_out=held_out) for name in names}
+    while True:
+        name = names[int(rng.choice(len(names), p=p))]
+        a, b, result = next(streams[name])
+        yield encode_example(OPERATIONS[name].question(a, b), str(result), encode)

@@ -1,0 +1,33 @@
+"""A character-level tokenizer saved as a `PreTrainedTokenizerFast`.
+
+Character tokens make an L-digit answer exactly L tokens (plus its leading space), which is what the
+p^L argument of Schaeffer et al. needs, and they load through `AutoTokenizer` like any hub tokenizer.
+"""
+
+import string
+
+
+PAD, EOS, UNK = "<pad>", "<|endoftext|>", "<unk>"
+# Printable ASCII plus newline: every character a prompt of the ladder's tasks can contain.
+ALPHABET = "\n" + "".join(ch for ch in string.printable if ch not in "\t\n\r\x0b\x0c")
+
+
+def build_char_tokenizer():
+    """Build the ladder's tokenizer (a `PreTrainedTokenizerFast`): one token per character, specials first."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *ALPHABET])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # Isolate every character (newline included) so WordLevel sees single characters.
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()  # join characters back without separators
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=EOS,
+        unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        model_max_length=1_000_000,
+    )

@@ -1,0 +1,190 @@
+"""Train one ladder run (one width, one seed) and save its log-spaced checkpoints as HF model directories."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emergence.io import sha256_file
+from emergence.ladder import data, plan
+from emergence.ladder.model import training_flops
+from emergence.ladder.tokenizer import build_char_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf or exploded; the message names the step and the settings to change."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every knob of a ladder run; defaults are the recipe probed on this kind of machine."""
+
+    width: int
+    family: str = "ladder"
+    seed: int = 0
+    train_tokens: int = 3_000_000
+    batch_rows: int = 16  # rows of n_ctx tokens; ~4 examples per row, so ~64 examples per step
+    n_ctx: int = 128
+    lr: float = 3e-3  # one peak rate for every size worked; width-scaled rates failed in probes
+    warmup_fraction: float = 0.05
+    final_lr_fraction: float = 0.1  # cosine decay to 10% of the peak
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    checkpoints: int = 3
+    first_checkpoint_fraction: float = 1 / 16
+    operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
+    examples_per_row: int = 4  # >1 puts examples behind earlier ones, as in k-shot prompts
+    heldout_rows: int = 64
+    threads: int = 1
+    loss_explosion: float = 20.0  # a loss above this (ln(99) ~ 4.6 is chance) counts as diverged
+
+    @classmethod
+    def from_config(cls, settings: dict, **overrides) -> "TrainSettings":
+        """From the plain dict a rule passes (mappings and lists become the frozen tuples used here)."""
+        values = {**settings, **overrides}
+        values["operations"] = tuple(sorted(values["operations"].items()))
+        return cls(**values)
+
+    @property
+    def total_steps(self) -> int:
+        return plan.total_steps(self.train_tokens, self.batch_rows, self.examples_per_row, dict(self.operations))
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return plan.checkpoint_steps(self.total_steps, self.checkpoints, self.first_checkpoint_fraction)
+
+    @property
+    def run(self) -> str:
+        return plan.run_name(self.family, self.width, self.n_ctx, self.seed)
+
+
+def learning_rate(step: int, s: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to `final_lr_fraction` of the peak (step counts from 1)."""
+    warmup = max(1, round(s.warmup_fraction * s.total_steps))
+    if step <= warmup:
+        return s.lr * step / warmup
+    progress = (step - warmup) / max(1, s.total_steps - warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return s.lr * (s.final_lr_fraction + (1 - s.final_lr_fraction) * cosine)
+
+
+def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
+    rng = np.random.default_rng(seed)
+    examples = data.mixed_examples(dict(s.operations), rng, encode, held_out=held_out)
+    separator = encode(data.EXAMPLE_SEPARATOR.removeprefix(data.STOP))  # each example already ends in STOP
+    return data.pack_rows(examples, n_rows, s.n_ctx, separator, pad_id=0, max_examples=s.examples_per_row)
+
+
+def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(model(input_ids=input_ids, labels=labels).loss)
+
+
+def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]:
+    """Train and write `out_dir/step<N>/` for each checkpoint step; return the checkpoints' metadata.
+
+    The training and held-out rows come from disjoint halves of the problem space (see `data`), from seeds
+    derived from `settings.seed`; the same settings on the same thread count give the same weights.
+    """
+    s = settings
+    torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    tokenizer = build_char_tokenizer()
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    size = plan.model_size(s.width, s.n_ctx)
+    model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+
+    train_ids, train_labels, _ = _rows(s, encode, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
+    heldout_ids, heldout_labels, _ = _rows(s, encode, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
+    heldout_ids, heldout_labels = torch.from_numpy(heldout_ids), torch.from_numpy(heldout_labels)
+    tokens_per_row = (train_ids != 0).sum(axis=1)
+    row_lengths = s.n_ctx - np.argmax((train_ids != 0)[:, ::-1], axis=1)  # rows are padded at the end only
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices decay; biases and LayerNorms don't
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=s.lr,
+        betas=s.betas,
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("run %s: %s, %d params (%d non-embedding), %d steps, checkpoints at %s",
+             s.run, size, size.total_params(), size.nonembedding_params(), s.total_steps, s.checkpoint_steps)
+
+    start, tokens_seen, recent_losses, saved = time.perf_counter(), 0, [], []
+    model.train()
+    for step in range(1, s.total_steps + 1):
+        rows = slice((step - 1) * s.batch_rows, step * s.batch_rows)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, s)
+        # input_ids, labels: (batch_rows, n_ctx); trailing pads need no attention mask under causal attention
+        width = int(row_lengths[rows].max())  # drop all-pad columns: no compute on padding
+        loss = model(input_ids=torch.from_numpy(train_ids[rows, :width]),
+                     labels=torch.from_numpy(train_labels[rows, :width])).loss
+        if not torch.isfinite(loss) or loss.item() > s.loss_explosion:
+            raise TrainingDiverged(
+                f"run {s.run}: loss {loss.item():.4g} at step {step}/{s.total_steps}. "
+                f"Lower ladder.lr (now {s.lr}) or ladder.grad_clip (now {s.grad_clip}) in the config."
+            )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens_seen += int(tokens_per_row[rows].sum())
+        recent_losses = (recent_losses + [loss.item()])[-50:]
+        if step % 100 == 0 or step == s.total_steps:
+            elapsed = time.perf_counter() - start
+            log.info("%s step %d/%d loss %.4f lr %.2e %.0f tok/s", s.run, step, s.total_steps,
+                     np.mean(recent_losses), learning_rate(step, s), tokens_seen / elapsed)
+        if step in s.checkpoint_steps:
+            model.eval()
+            meta = {
+                "model_id": plan.checkpoint_id(s.run, step),
+                "family": s.family,
+                "source": "ladder",
+                "run": s.run,
+                "architecture": "GPT2LMHeadModel",
+                "size": size.to_dict(),
+                "params": size.total_params(),
+                "nonembedding_params": size.nonembedding_params(),
+                "train_tokens": tokens_seen,
+                "train_flops": training_flops(size.nonembedding_params(), tokens_seen),
+                "checkpoint_step": step,
+                "total_steps": s.total_steps,
+                "final_checkpoint": step == s.total_steps,
+                "seed": s.seed,
+                "wall_time_s": round(time.perf_counter() - start, 2),
+                "train_loss": float(np.mean(recent_losses)),
+                "heldout_loss": _answer_loss(model, heldout_ids, heldout_labels),
+                "revision": None,
+                "settings": asdict(s),
+            }
+            saved.append(save_checkpoint(model, tokenizer, meta, out_dir / f"step{step}"))
+            log.info("saved %s: held-out answer loss %.4f", meta["model_id"], meta["heldout_loss"])
+            model.train()
+    return saved
+
+
+def save_checkpoint(model, tokenizer, meta: dict, path: Path) -> dict:
+    """Write an HF model directory plus `model.json` (metadata with each file's sha256), atomically."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    meta = {**meta, "files": {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}}
+    (tmp / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return meta

@@ -1,0 +1,89 @@
+"""Paper-style figures from `cells.parquet` (one style for every figure; PNG for reading, PDF for papers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are files, never windows
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 150,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "pdf.fonttype": 42,  # editable text in the PDF
+    "svg.hashsalt": "emergence",
+}
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(fig, png: str | Path, pdf: str | Path) -> None:
+    for path in (png, pdf):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight", metadata={"CreationDate": None} if str(path).endswith(".pdf") else None)
+    plt.close(fig)
+
+
+def _series(cells: pd.DataFrame):
+    """(label, color, finals, all_checkpoints) per strategy x family, sorted by FLOPs."""
+    groups = list(cells.groupby(["strategy", "family"], sort=True))
+    for i, ((strategy, family), sub) in enumerate(groups):
+        sub = sub.sort_values("train_flops")
+        label = strategy if cells.family.nunique() == 1 else f"{family} {strategy}"
+        yield label, COLORS[i % len(COLORS)], sub[sub.final_checkpoint], sub
+
+
+def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | Path) -> None:
+    """Exact match vs training FLOPs beside target cross-entropy per token vs training FLOPs, for one task.
+
+    Lines join final checkpoints (one per size); small hollow markers are intermediate checkpoints, so the
+    training-time axis is visible too. The dashed line is the task's random baseline.
+    """
+    sub = cells[cells.task == task]
+    with plt.rc_context(STYLE):
+        fig, (ax_em, ax_ce) = plt.subplots(1, 2, figsize=(7.2, 2.8), layout="constrained")
+        for label, color, finals, every in _series(sub):
+            err = np.vstack([finals.exact_match - finals.exact_match_ci_low,
+                             finals.exact_match_ci_high - finals.exact_match])
+            ax_em.errorbar(finals.train_flops, finals.exact_match, yerr=err, color=color, marker="o", ms=4,
+                           capsize=2, label=label)
+            ax_ce.plot(finals.train_flops, finals.target_ce_per_token, color=color, marker="o", ms=4, label=label)
+            rest = every[~every.final_checkpoint]
+            ax_em.scatter(rest.train_flops, rest.exact_match, s=12, facecolors="none", edgecolors=color, alpha=0.6)
+            ax_ce.scatter(rest.train_flops, rest.target_ce_per_token, s=12, facecolors="none", edgecolors=color,
+                          alpha=0.6)
+        ax_em.axhline(sub.random_baseline.iloc[0], color="gray", ls="--", lw=1, label="random")
+        ax_em.set(xscale="log", xlabel="Training FLOPs", ylabel="Exact match (%)", ylim=(-0.03, 1.03),
+                  title=f"{task}: exact match")
+        ax_em.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax_ce.set(xscale="log", xlabel="Training FLOPs", ylabel="Target cross-entropy (nats/token)",
+                  title=f"{task}: cross-entropy")
+        ax_em.legend(frameon=False)
+        _save(fig, png, pdf)
+
+
+def pl_figure(cells: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Exact match against p_all_tokens (mean of exp(-total CE)), with the identity line.
+
+    Points on the line mean exact match is what per-token probabilities predict (the p^L argument); points
+    above it mean greedy decoding beats sampling-style odds (every token's probability above 1/2).
+    """
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(3.4, 3.2), layout="constrained")
+        for i, (task, sub) in enumerate(cells.groupby("task", sort=True)):
+            ax.scatter(sub.p_all_tokens, sub.exact_match, s=14, color=COLORS[i % len(COLORS)], label=task, alpha=0.8)
+        ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="identity")
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="p(all answer tokens)", ylabel="Exact match",
+               title="Exact match vs $p^L$ prediction")
+        ax.legend(frameon=False, loc="upper left")
+        _save(fig, png, pdf)

@@ -1,0 +1,91 @@
+"""Provenance: the manifest of a study version, the versions list, and the `latest` pointer."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from emergence.evaluate import checkpoint_dirs
+from emergence.io import read_json, write_json
+
+PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "snakemake", "pandas", "pyarrow", "numpy", "scipy",
+            "matplotlib", "datasets")
+VERSIONS_FIELDS = ["version", "created", "config_hash", "code_hash", "git_commit"]
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(basedir: str | Path) -> str | None:
+    """The checkout's commit, with '-dirty' when tracked files differ from it; None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=basedir, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=basedir,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def write_manifest(path: str | Path, *, config: dict, version: str, code_hash: str, basedir: str | Path,
+                   model_roots: list, task_dirs: list) -> dict:
+    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums."""
+    models = {}
+    for root in model_roots:
+        for model_dir in checkpoint_dirs(root):
+            meta = read_json(model_dir / "model.json")
+            models[meta["model_id"]] = meta
+    manifest = {
+        "study": config["study"],
+        "version": version,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "code_hash": code_hash,
+        "git_commit": git_commit(basedir),
+        "packages": package_versions(),
+        "models": models,
+        "tasks": {meta["task"]: meta for meta in (read_json(Path(d) / "task.json") for d in task_dirs)},
+    }
+    write_json(path, manifest)
+    return manifest
+
+
+def publish(study_dir: str | Path, version: str) -> None:
+    """Point `<study>/latest` at `version` (atomically) and list it in `<study>/versions.csv` once."""
+    study_dir = Path(study_dir)
+    manifest_path = study_dir / version / "manifest.json"
+    if not manifest_path.exists():
+        return
+    manifest = read_json(manifest_path)
+    versions = study_dir / "versions.csv"
+    known = set()
+    if versions.exists():
+        with open(versions, newline="") as fh:
+            known = {row["version"] for row in csv.DictReader(fh)}
+    if version not in known:
+        new_file = not versions.exists()
+        with open(versions, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=VERSIONS_FIELDS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow({"version": version, "created": manifest["created"],
+                             "config_hash": version.split("-")[0], "code_hash": manifest["code_hash"],
+                             "git_commit": manifest["git_commit"]})
+    link, tmp = study_dir / "latest", study_dir / ".latest.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, link)

@@ -1,0 +1,95 @@
+"""The plan of a study, computed from the validated config alone: which runs, tasks, strategies and cells.
+
+Models, tasks and cells are content-addressed: their directory key is a readable name plus a short hash of
+everything that defines them, so studies and versions share every result they can, and a changed definition
+gets a new key instead of overwriting the old result. Only aggregates and analysis are versioned per study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emergence.config import task_settings
+from emergence.ladder import plan
+from emergence.strategies import parse_strategy
+
+# Files whose content defines the code version (the results they produce change when these do).
+CODE_GLOBS = ("emergence/**/*.py", "emergence/**/*.yaml", "rules/*.smk", "scripts/*.py", "Snakefile")
+
+
+def short_hash(obj, n: int = 8) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def keyed(name: str, spec) -> str:
+    """`addition_3digit` + its definition -> `addition_3digit-1a2b3c4d`."""
+    return f"{name}-{short_hash(spec)}"
+
+
+def code_hash(basedir: str | Path) -> str:
+    """A hash of the code that produces results (package, rules, scripts), independent of git state."""
+    basedir = Path(basedir)
+    digest = hashlib.sha256()
+    for pattern in CODE_GLOBS:
+        for path in sorted(basedir.glob(pattern)):
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(basedir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+LADDER_TRAINING_KEYS = (
+    "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
+    "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations",
+)
+
+
+@dataclass
+class StudyPlan:
+    study: str
+    version: str
+    runs: dict = field(default_factory=dict)  # run key -> {family, run, settings, model_ids}
+    tasks: dict = field(default_factory=dict)  # task key -> {task, settings}
+    strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        return [(r, t, s) for r in self.runs for t in self.tasks for s in self.strategies]
+
+
+def ladder_runs(family: dict) -> dict:
+    settings = {k: family[k] for k in LADDER_TRAINING_KEYS}
+    runs = {}
+    for width in family["widths"]:
+        for seed in family["seeds"]:
+            run = plan.run_name(family["name"], width, settings["n_ctx"], seed)
+            run_settings = {**settings, "family": family["name"], "width": width, "seed": seed}
+            total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["examples_per_row"],
+                                     settings["operations"])
+            steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
+            runs[keyed(run, run_settings)] = {
+                "family": family["name"],
+                "run": run,
+                "settings": run_settings,
+                "model_ids": [plan.checkpoint_id(run, step) for step in steps],
+            }
+    return runs
+
+
+def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
+    """The study's runs, tasks and strategies with their keys, and its version (config + code)."""
+    version = f"{short_hash(config)}-{code_hash(basedir)[:8]}"
+    study = StudyPlan(study=config["study"], version=version)
+    for family in config["models"]:
+        study.runs.update(ladder_runs(family))
+    for task in config["tasks"]:
+        spec = {"task": task, "settings": task_settings(config, task)}
+        study.tasks[keyed(task, spec)] = spec
+    for name in config["strategies"]:
+        strategy = parse_strategy(name)
+        spec = {"name": strategy.name, "num_fewshot": strategy.num_fewshot}
+        study.strategies[keyed(name, spec)] = spec
+    return study

@@ -1,0 +1,41 @@
+rule aggregate:
+    """All cells of the study -> samples.parquet and cells.parquet (bootstrap intervals, model metadata)."""
+    input:
+        cells=cell_files(),
+        models=run_dirs(),
+        tasks=task_dirs(),
+    output:
+        samples=f"{VERSION_DIR}/samples.parquet",
+        cells=f"{VERSION_DIR}/cells.parquet",
+    log:
+        f"{VERSION_DIR}/logs/aggregate.log",
+    params:
+        n_resamples=config["analysis"]["bootstrap_samples"],
+        seed=config["analysis"]["seed"],
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule manifest:
+    """Provenance of this version: config, code, packages, model metadata, data checksums."""
+    input:
+        cells=f"{VERSION_DIR}/cells.parquet",
+        models=run_dirs(),
+        tasks=task_dirs(),
+    output:
+        manifest=f"{VERSION_DIR}/manifest.json",
+    log:
+        f"{VERSION_DIR}/logs/manifest.log",
+    params:
+        config=config,
+        version=PLAN.version,
+        code_hash=CODE_HASH,
+        basedir=workflow.basedir,
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/manifest.py"

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from emergence.config import SCHEMA_PATH, check_config
+from emergence.provenance import publish
+from emergence.study import code_hash, plan_study
+
+min_version("9.0")
+
+
+# Friendly errors first (they name the key and list valid choices), then Snakemake's own validation, which
+# also fills in the schema's defaults.
+check_config(config)
+validate(config, str(SCHEMA_PATH))
+
+PLAN = plan_study(config, workflow.basedir)
+CODE_HASH = code_hash(workflow.basedir)
+STUDY_DIR = f"results/{PLAN.study}"
+VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
+
+wildcard_constraints:
+    run="|".join(PLAN.runs) or "none",
+    task="|".join(PLAN.tasks) or "none",
+    strategy="|".join(PLAN.strategies) or "none",
+
+
+def run_dirs():
+    return [f"results/models/{run}" for run in PLAN.runs]
+
+
+def task_dirs():
+    return [f"results/tasks/{task}" for task in PLAN.tasks]
+
+
+def cell_files():
+    return [f"results/cells/{run}/{task}/{strategy}.parquet" for run, task, strategy in PLAN.cells()]
+
+
+def task_figures():
+    names = {spec["task"] for spec in PLAN.tasks.values()}
+    return [f"{VERSION_DIR}/figures/scaling_{name}.{ext}" for name in sorted(names) for ext in ("png", "pdf")]
+
+
+def final_outputs():
+    return [
+        f"{VERSION_DIR}/manifest.json",
+        f"{VERSION_DIR}/samples.parquet",
+        f"{VERSION_DIR}/cells.parquet",
+        f"{VERSION_DIR}/tables/cells.csv",
+        f"{VERSION_DIR}/tables/cells.md",
+        f"{VERSION_DIR}/figures/pl_check.png",
+        f"{VERSION_DIR}/figures/pl_check.pdf",
+        *task_figures(),
+    ]
+
+
+def publish_version():
+    """After a successful run: `results/<study>/latest` -> this version, listed in versions.csv."""
+    publish(STUDY_DIR, PLAN.version)

@@ -1,0 +1,15 @@
+from emergence.evaluate import evaluate_cells
+from emergence.strategies import Strategy
+from emergence.workflow import logged
+
+with logged(snakemake.log[0]):
+    evaluate_cells(
+        snakemake.input.model,
+        snakemake.input.task,
+        Strategy(**snakemake.params.strategy),
+        snakemake.output.samples,
+        batch_size=snakemake.params.batch_size,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        limit=snakemake.params.limit,
+    )

@@ -1,0 +1,13 @@
+from emergence.provenance import write_manifest
+from emergence.workflow import logged
+
+with logged(snakemake.log[0]):
+    write_manifest(
+        snakemake.output.manifest,
+        config=snakemake.params.config,
+        version=snakemake.params.version,
+        code_hash=snakemake.params.code_hash,
+        basedir=snakemake.params.basedir,
+        model_roots=snakemake.input.models,
+        task_dirs=snakemake.input.tasks,
+    )

@@ -1,0 +1,43 @@
+import copy
+
+import pytest
+import yaml
+
+from emergence.config import ConfigError, check_config
+from tests.conftest import REPO
+
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def check(mutate):
+    config = copy.deepcopy(BASE)
+    mutate(config)
+    return check_config(config)
+
+
+def test_default_config_is_valid_and_gets_defaults():
+    config = check_config(BASE)
+    assert config["study"] == "ladder"
+    assert config["evaluation"]["batch_size"] == 64
+    assert config["models"][0]["seeds"] == [0]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'"),
+        (lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis"),
+        (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'; valid tasks: addition_3digit"),
+        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: '<k>shot'"),
+        (lambda c: c["models"][0].update(source="hub"), "models\\[0\\].source = 'hub' is not valid; choose one of ladder"),
+        (lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range"),
+        (lambda c: c["models"][0].update(train_tokens="many"), "train_tokens must be of type integer"),
+        (lambda c: c["models"].append(copy.deepcopy(c["models"][0])), "family 'ladder' is defined twice"),
+        (lambda c: c.update(study="../elsewhere"), "study = '../elsewhere' is not allowed"),
+        (lambda c: c.update(strategies=["80shot"]), "'80shot' needs 80 exemplars but task 'addition_3digit' has a few-shot pool of 50"),
+        (lambda c: c.update(models=[]), "config models is empty"),
+    ],
+)
+def test_bad_config_names_the_problem(mutate, message):
+    with pytest.raises(ConfigError, match=message):
+        check(mutate)

@@ -1,0 +1,48 @@
+import itertools
+import json
+
+import numpy as np
+
+from emergence.ladder import data
+from emergence.ladder.tokenizer import build_char_tokenizer
+from emergence.tasks.arithmetic import write_arithmetic_task
+
+
+def test_training_stream_never_yields_a_held_out_problem():
+    rng = np.random.default_rng(0)
+    for op in data.OPERATIONS:
+        for a, b, _ in itertools.islice(data.sample_problems(op, rng, held_out=False), 3000):
+            assert not data.is_held_out(op, a, b)
+
+
+def test_task_items_are_held_out_distinct_and_disjoint_across_splits(tmp_path):
+    for op in data.OPERATIONS:
+        write_arithmetic_task(op, tmp_path / op, n_eval=300, n_fewshot_pool=40, seed=7)
+        test = [json.loads(line) for line in (tmp_path / op / "test.jsonl").read_text().splitlines()]
+        fewshot = [json.loads(line) for line in (tmp_path / op / "fewshot.jsonl").read_text().splitlines()]
+        pairs = [(r["a"], r["b"]) for r in test + fewshot]
+        assert len(test) == 300 and len(fewshot) == 40
+        assert len(set(pairs)) == len(pairs)
+        assert all(data.is_held_out(op, a, b) for a, b in pairs)
+        assert all(str(data.OPERATIONS[op].apply(r["a"], r["b"])) == r["answer"] for r in test)
+
+
+def test_held_out_part_is_about_a_tenth():
+    op = "multiplication_2digit"
+    held = sum(data.is_held_out(op, a, b) for a in range(10, 100) for b in range(10, 100))
+    assert 0.08 < held / 8100 < 0.12
+
+
+def test_packed_rows_supervise_only_answers_and_stops():
+    tok = build_char_tokenizer()
+    encode = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    rng = np.random.default_rng(1)
+    examples = data.mixed_examples({"addition_3digit": 1.0}, rng, encode, held_out=False)
+    ids, labels, n_tokens = data.pack_rows(examples, 4, 128, encode("\n"), pad_id=0, max_examples=3)
+    assert n_tokens == int((ids != 0).sum())
+    for row in range(4):
+        text = tok.decode([i for i in ids[row] if i != 0])
+        supervised = "".join(tok.convert_ids_to_tokens([int(i) for i in labels[row] if i != -100]))
+        blocks = text.split("\n\n")
+        assert len(blocks) == 1 + row % 3  # rows hold 1, 2, 3 examples in turn
+        assert supervised == "".join(" " + b.split("A: ")[1].strip() + "\n" for b in blocks)

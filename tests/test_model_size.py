@@ -1,0 +1,58 @@
+import pytest
+
+from emergence.ladder import plan
+from emergence.ladder.model import ModelSize, training_flops
+
+
+@pytest.mark.parametrize("width", [16, 32, 64, 96, 128])
+def test_parameter_counts_match_the_built_model(width):
+    size = plan.model_size(width, n_ctx=128)
+    model = size.build(pad_token_id=0, eos_token_id=1)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    assert size.total_params() == total
+    assert size.nonembedding_params() == total - embeddings
+
+
+def test_depth_follows_width_and_ladder_spans_two_orders_of_magnitude():
+    sizes = [plan.model_size(w, n_ctx=128) for w in (16, 32, 64, 96, 128)]
+    assert [s.n_layer for s in sizes] == [1, 1, 2, 2, 3]
+    assert sizes[-1].nonembedding_params() / sizes[0].nonembedding_params() > 100
+
+
+def test_training_flops_is_six_n_d():
+    assert training_flops(1000, 3_000_000) == 6 * 1000 * 3_000_000
+
+
+def test_invalid_width_is_refused_with_the_value():
+    with pytest.raises(ValueError, match="got 12"):
+        ModelSize.from_width(12, n_ctx=128, vocab_size=99)
+
+
+def test_checkpoints_are_log_spaced_and_end_at_the_last_step():
+    steps = plan.checkpoint_steps(1600, 5, 1 / 16)
+    assert steps == [100, 200, 400, 800, 1600]
+    assert plan.checkpoint_steps(1600, 1, 1 / 16) == [1600]
+
+
+def test_training_is_deterministic_and_writes_loadable_checkpoints(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from emergence.io import read_json
+    from emergence.ladder.train import TrainSettings, train_ladder_run
+
+    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 2,
+                                          "operations": {"addition_3digit": 1.0}})
+    first = train_ladder_run(settings, tmp_path / "a")
+    second = train_ladder_run(settings, tmp_path / "b")
+    assert [m["files"]["model.safetensors"] for m in first] == [m["files"]["model.safetensors"] for m in second]
+    assert [m["checkpoint_step"] for m in first] == settings.checkpoint_steps
+    final = tmp_path / "a" / f"step{settings.total_steps}"
+    meta = read_json(final / "model.json")
+    assert meta["final_checkpoint"] and meta["model_id"] == f"ladder-d16L1-s0-step{settings.total_steps}"
+    assert meta["train_flops"] == 6 * meta["nonembedding_params"] * meta["train_tokens"]
+    assert 0.8 * settings.train_tokens < meta["train_tokens"] < 1.2 * settings.train_tokens
+    assert meta["heldout_loss"] > 0 and meta["train_loss"] > 0
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert model.config.n_embd == 16 and tokenizer.decode(tokenizer.encode("A: 579")) == "A: 579"

@@ -1,0 +1,99 @@
+"""The real workflow on tests/configs/smoke.yaml: outputs, schemas, figures, reruns, lint."""
+
+import json
+import re
+
+import matplotlib.image
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, snakemake
+
+pytestmark = pytest.mark.workflow
+
+SAMPLE_COLUMNS = {"model", "task", "strategy", "doc_id", "prompt", "target", "generation", "exact_match",
+                  "target_logprob", "target_tokens", "is_greedy"}
+CELL_COLUMNS = {"model", "task", "strategy", "n", "exact_match", "exact_match_ci_low", "exact_match_ci_high",
+                "target_ce_per_token", "target_ce_total", "p_all_tokens", "params", "nonembedding_params",
+                "train_tokens", "train_flops", "checkpoint_step", "final_checkpoint"}
+SMOKE = yaml.safe_load((REPO / "tests/configs/smoke.yaml").read_text())
+
+
+def job_counts(dry_run_output: str) -> dict:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_smoke_outputs_and_schemas(smoke_run):
+    workdir, _ = smoke_run
+    latest = workdir / "results/smoke/latest"
+    assert latest.is_symlink()
+    samples = pd.read_parquet(latest / "samples.parquet")
+    cells = pd.read_parquet(latest / "cells.parquet")
+    assert SAMPLE_COLUMNS <= set(samples.columns)
+    assert CELL_COLUMNS <= set(cells.columns)
+
+    n_models = len(SMOKE["models"][0]["widths"]) * SMOKE["models"][0]["checkpoints"]
+    n_cells = n_models * len(SMOKE["tasks"]) * len(SMOKE["strategies"])
+    assert len(cells) == n_cells
+    assert len(samples) == n_cells * SMOKE["task_defaults"]["n_eval"]
+    assert set(cells.strategy) == {"0shot", "2shot"} and set(cells.task) == set(SMOKE["tasks"])
+    assert cells.final_checkpoint.sum() == n_cells // SMOKE["models"][0]["checkpoints"]
+
+    # raw quantities are consistent with each other and with the derived metrics
+    assert (samples.target_logprob < 0).all() and (samples.target_tokens == samples.target.str.len() + 1).all()
+    assert samples.exact_match.isin([0.0, 1.0]).all()
+    assert ((samples.generation.str.strip() == samples.target) == (samples.exact_match == 1)).all()
+    assert (cells.exact_match_ci_low <= cells.exact_match).all() and (cells.exact_match <= cells.exact_match_ci_high).all()
+    assert (cells.train_flops == 6 * cells.nonembedding_params * cells.train_tokens).all()
+    # 2-shot prompts hold two solved exemplars before the query
+    two_shot = samples[samples.strategy == "2shot"].prompt
+    assert (two_shot.str.count("Q: ") == 3).all()
+
+
+def test_smoke_figures_tables_and_manifest(smoke_run):
+    workdir, _ = smoke_run
+    latest = workdir / "results/smoke/latest"
+    for name in ("scaling_addition_3digit", "scaling_subtraction_3digit", "pl_check"):
+        image = matplotlib.image.imread(latest / "figures" / f"{name}.png")
+        assert image.shape[0] > 300 and image.shape[1] > 300
+        assert image[..., :3].std() > 0.05  # not a blank canvas
+        assert (latest / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    csv = pd.read_csv(latest / "tables/cells.csv")
+    assert len(csv) == len(pd.read_parquet(latest / "cells.parquet"))
+    assert (latest / "tables/cells.md").read_text().startswith("| task | strategy | model")
+
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert manifest["config"]["study"] == "smoke"
+    assert {"torch", "transformers", "lm_eval", "snakemake"} <= set(manifest["packages"])
+    assert all(len(meta["files"]["model.safetensors"]) == 64 for meta in manifest["models"].values())
+    assert all(len(c) == 64 for task in manifest["tasks"].values() for c in task["checksums"].values())
+    versions = pd.read_csv(workdir / "results/smoke/versions.csv")
+    assert list(versions.version) == [latest.resolve().name]
+
+
+def test_second_invocation_has_nothing_to_do(smoke_run):
+    workdir, _ = smoke_run
+    proc = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "tests/configs/smoke.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    changed = {**SMOKE, "task_overrides": {"subtraction_3digit": {"n_eval": 20}}}
+    config = tmp_path / "changed.yaml"
+    config.write_text(yaml.safe_dump(changed))
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config))
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts.get("train_ladder", 0) == 0
+    assert counts["make_task"] == 1
+    assert counts["evaluate"] == len(SMOKE["models"][0]["widths"]) * len(SMOKE["strategies"])
+    assert "subtraction_3digit" in proc.stdout and "results/cells/ladder-d16L1-s0" in proc.stdout
+    assert not re.search(r"output: results/cells/\S+/addition_3digit", proc.stdout)
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
