@@ -24,8 +24,25 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
             meta = read_json(model_dir / "model.json")
-            rows.append({"model": meta["model_id"], **{c: meta.get(c) for c in MODEL_COLUMNS}})
+            rows.append({"model": meta["model_id"], "model_dir": str(model_dir),
+                         **{c: meta.get(c) for c in MODEL_COLUMNS}})
     return pd.DataFrame(rows)
+
+
+def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> np.ndarray:
+    """Edit distance between generated and gold answer tokens, with each model's own tokenizer."""
+    from transformers import AutoTokenizer
+
+    out = np.zeros(len(samples), dtype=np.int64)
+    for model, index in samples.groupby("model").groups.items():
+        tokenizer = AutoTokenizer.from_pretrained(model_dirs[model])
+        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        rows = samples.loc[index]
+        out[samples.index.get_indexer(index)] = [
+            metrics.edit_distance(encode(gen.strip()), encode(target))
+            for gen, target in zip(rows.generation, rows.target)
+        ]
+    return out
 
 
 def task_table(task_dirs: list[str | Path]) -> pd.DataFrame:
@@ -36,18 +53,22 @@ def task_table(task_dirs: list[str | Path]) -> pd.DataFrame:
 
 def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
     """The per-cell numbers: exact match with its interval, and the likelihood metrics of the same samples."""
-    low, high = metrics.bootstrap_ci(group.exact_match.to_numpy(), n_resamples=n_resamples, seed=seed)
-    return {
-        "n": len(group),
-        "exact_match": group.exact_match.mean(),
-        "exact_match_ci_low": low,
-        "exact_match_ci_high": high,
-        "target_ce_per_token": metrics.target_ce_per_token(group.target_logprob, group.target_tokens).mean(),
+    per_sample = {
+        "exact_match": group.exact_match.to_numpy(dtype=float),
+        "target_ce_per_token": metrics.target_ce_per_token(group.target_logprob, group.target_tokens),
+        "token_edit_distance": group.token_edit_distance.to_numpy(dtype=float),
+    }
+    row = {"n": len(group)}
+    for name, values in per_sample.items():
+        low, high = metrics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+        row.update({name: values.mean(), f"{name}_ci_low": low, f"{name}_ci_high": high})
+    row.update({
         "target_ce_total": (-group.target_logprob).mean(),
         "target_tokens_mean": group.target_tokens.mean(),
         "p_all_tokens": metrics.p_all_tokens(group.target_logprob).mean(),
         "is_greedy": group.is_greedy.mean(),
-    }
+    })
+    return row
 
 
 def aggregate(
@@ -62,11 +83,13 @@ def aggregate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join every cell's samples with model and task metadata; summarise per cell; write both tables."""
     samples = pd.concat([pd.read_parquet(f) for f in cell_files], ignore_index=True)
-    samples = samples.merge(model_table(model_roots), on="model", how="left", validate="many_to_one")
+    models = model_table(model_roots)
+    samples = samples.merge(models.drop(columns="model_dir"), on="model", how="left", validate="many_to_one")
     samples = samples.merge(task_table(task_dirs), on="task", how="left", validate="many_to_one")
     if samples.train_flops.isna().any():
         missing = sorted(samples.loc[samples.train_flops.isna(), "model"].unique())
         raise ValueError(f"samples from models without metadata: {missing}")
+    samples["token_edit_distance"] = token_edit_distances(samples, dict(zip(models.model, models.model_dir)))
     samples = samples.sort_values(["task", "strategy", "train_flops", "model", "doc_id"], ignore_index=True)
 
     keys = ["model", "task", "strategy"]

@@ -44,3 +44,18 @@ def bootstrap_ci(values: np.ndarray, *, n_resamples: int, seed: int, level: floa
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def edit_distance(a: list, b: list) -> int:
+    """Levenshtein distance between two token sequences.
+
+    Token edit distance is one of Schaeffer et al.'s continuous metrics: one wrong digit of five costs 1, not
+    the whole answer, so partial progress that exact match hides becomes visible.
+    """
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]

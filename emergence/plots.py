@@ -87,3 +87,53 @@ def pl_figure(cells: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
                title="Exact match vs $p^L$ prediction")
         ax.legend(frameon=False, loc="upper left")
         _save(fig, png, pdf)
+
+
+AXES = {  # x column -> (label, log scale, invert so that better models sit to the right)
+    "train_flops": ("Training FLOPs", True, False),
+    "params": ("Parameters", True, False),
+    "heldout_loss": ("Held-out loss on the training distribution (nats/token)", False, True),
+}
+METRIC_LABELS = {
+    "exact_match": "Exact match",
+    "target_ce_per_token": "Target cross-entropy (nats/token)",
+    "token_edit_distance": "Token edit distance",
+}
+
+
+def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: str, png, pdf) -> None:
+    """A Figure-2-style grid: one panel per task, `metric` against `x` over final checkpoints, one line per
+    family (and strategy), dashed random baseline for exact match, and a dotted vertical line at the emergence
+    scale of each line that emerged."""
+    if metric not in METRIC_LABELS or x not in AXES:
+        raise ValueError(f"unknown grid {metric!r} vs {x!r}; metrics: {', '.join(METRIC_LABELS)}; "
+                         f"axes: {', '.join(AXES)}")
+    x_label, log_x, invert = AXES[x]
+    finals = cells[cells.final_checkpoint]
+    tasks = sorted(finals.task.unique())
+    ncols = min(3, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.4, 2.3 * nrows + 0.3), squeeze=False,
+                                 layout="constrained")
+        for ax, task in zip(axes.flat, tasks):
+            sub = finals[finals.task == task]
+            for label, color, line, _ in _series(sub):
+                line = line.sort_values(x)
+                ax.plot(line[x], line[metric], color=color, marker="o", ms=3.5, label=label)
+                row = emergence[(emergence.task == task) & (emergence.metric == metric)
+                                & (emergence.strategy == line.strategy.iloc[0])
+                                & (emergence.family == line.family.iloc[0])]
+                if len(row) and row.emerged.iloc[0]:
+                    at = line.loc[line.train_flops == row.emergence_flops.iloc[0], x]
+                    ax.axvline(at.iloc[0], color=color, ls=":", lw=1)
+            if metric == "exact_match":
+                ax.axhline(sub.random_baseline.iloc[0], color="gray", ls="--", lw=1, label="random")
+                ax.set_ylim(-0.03, 1.03)
+            ax.set(title=task, xscale="log" if log_x else "linear", xlabel=x_label, ylabel=METRIC_LABELS[metric])
+            if invert:
+                ax.invert_xaxis()
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.set_visible(False)
+        axes.flat[0].legend(frameon=False)
+        _save(fig, png, pdf)

@@ -7,11 +7,14 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
+import yaml
+
 from emergence.evaluate import checkpoint_dirs
-from emergence.io import read_json, write_json
+from emergence.io import atomic_path, read_json, write_json
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "snakemake", "pandas", "pyarrow", "numpy", "scipy",
             "matplotlib", "datasets")
@@ -40,9 +43,12 @@ def git_commit(basedir: str | Path) -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def write_manifest(path: str | Path, *, config: dict, version: str, code_hash: str, basedir: str | Path,
-                   model_roots: list, task_dirs: list) -> dict:
-    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums."""
+def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, version: str, code_hash: str,
+                   basedir: str | Path, model_roots: list, task_dirs: list) -> dict:
+    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums.
+
+    The effective config is also written as YAML: `--configfile <version>/config.yaml` reproduces the version.
+    """
     models = {}
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
@@ -60,7 +66,23 @@ def write_manifest(path: str | Path, *, config: dict, version: str, code_hash: s
         "tasks": {meta["task"]: meta for meta in (read_json(Path(d) / "task.json") for d in task_dirs)},
     }
     write_json(path, manifest)
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     return manifest
+
+
+def build_report(snakefile: str | Path, workdir: str | Path, version_dir: str | Path) -> None:
+    """Build the self-contained HTML report of a finished version into `<version>/report.html`, once.
+
+    Runs `snakemake --report` with the version's own effective config, so the report lists exactly its outputs.
+    """
+    version_dir = Path(version_dir)
+    report = version_dir / "report.html"
+    if report.exists() or not (version_dir / "config.yaml").exists():
+        return
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
+                    "--configfile", str(version_dir / "config.yaml"), "--report", str(report), "--nolock"],
+                   check=True, capture_output=True, text=True)
 
 
 def publish(study_dir: str | Path, version: str) -> None:

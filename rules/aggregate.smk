@@ -28,6 +28,7 @@ rule manifest:
         tasks=task_dirs(),
     output:
         manifest=f"{VERSION_DIR}/manifest.json",
+        config=f"{VERSION_DIR}/config.yaml",
     log:
         f"{VERSION_DIR}/logs/manifest.log",
     params:

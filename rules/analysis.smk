@@ -42,3 +42,43 @@ rule cells_table:
         "../envs/emergence.yaml"
     script:
         "../scripts/cells_table.py"
+
+
+rule emergence_table:
+    """Table-1 analogue: emergence scale, breakthroughness, linearity, predictability, mirage flag."""
+    input:
+        cells=f"{VERSION_DIR}/cells.parquet",
+    output:
+        csv=report(f"{VERSION_DIR}/tables/emergence.csv", caption="../report/emergence.rst", category="Tables"),
+        md=f"{VERSION_DIR}/tables/emergence.md",
+        tex=f"{VERSION_DIR}/tables/emergence.tex",
+        pl=report(f"{VERSION_DIR}/tables/pl_deviation.csv", caption="../report/pl_deviation.rst",
+                  category="Tables"),
+    log:
+        f"{VERSION_DIR}/logs/emergence_table.log",
+    params:
+        margin=config["analysis"]["emergence_margin"],
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/emergence_table.py"
+
+
+rule grid_figure:
+    """Figure-2-style grid: one panel per task, a metric against a scale axis, emergence scales marked."""
+    input:
+        cells=f"{VERSION_DIR}/cells.parquet",
+        emergence=f"{VERSION_DIR}/tables/emergence.csv",
+    output:
+        png=report(f"{VERSION_DIR}/figures/grid_{{metric}}_vs_{{axis}}.png", caption="../report/grid.rst",
+                   category="Emergence", labels={"metric": "{metric}", "x axis": "{axis}"}),
+        pdf=f"{VERSION_DIR}/figures/grid_{{metric}}_vs_{{axis}}.pdf",
+    log:
+        f"{VERSION_DIR}/logs/grid_{{metric}}_vs_{{axis}}.log",
+    wildcard_constraints:
+        metric="exact_match|target_ce_per_token|token_edit_distance",
+        axis="train_flops|params|heldout_loss",
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/grid_figure.py"

@@ -3,7 +3,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from emergence.config import SCHEMA_PATH, check_config
-from emergence.provenance import publish
+from emergence.provenance import build_report, publish
 from emergence.study import code_hash, plan_study
 
 min_version("9.0")
@@ -42,9 +42,16 @@ def task_figures():
     return [f"{VERSION_DIR}/figures/scaling_{name}.{ext}" for name in sorted(names) for ext in ("png", "pdf")]
 
 
+GRIDS = [("exact_match", "train_flops"), ("target_ce_per_token", "train_flops"),
+         ("token_edit_distance", "train_flops"), ("exact_match", "params"), ("exact_match", "heldout_loss")]
+
+
 def final_outputs():
     return [
+        *[f"{VERSION_DIR}/figures/grid_{m}_vs_{x}.{ext}" for m, x in GRIDS for ext in ("png", "pdf")],
+        f"{VERSION_DIR}/tables/emergence.csv",
         f"{VERSION_DIR}/manifest.json",
+        f"{VERSION_DIR}/config.yaml",
         f"{VERSION_DIR}/samples.parquet",
         f"{VERSION_DIR}/cells.parquet",
         f"{VERSION_DIR}/tables/cells.csv",
@@ -56,5 +63,6 @@ def final_outputs():
 
 
 def publish_version():
-    """After a successful run: `results/<study>/latest` -> this version, listed in versions.csv."""
+    """After a successful run: the HTML report, `results/<study>/latest` -> this version, versions.csv."""
+    build_report(workflow.main_snakefile, Path.cwd(), VERSION_DIR)
     publish(STUDY_DIR, PLAN.version)

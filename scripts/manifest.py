@@ -4,6 +4,7 @@ from emergence.workflow import logged
 with logged(snakemake.log[0]):
     write_manifest(
         snakemake.output.manifest,
+        snakemake.output.config,
         config=snakemake.params.config,
         version=snakemake.params.version,
         code_hash=snakemake.params.code_hash,

@@ -32,3 +32,9 @@ def test_seed_for_is_stable_across_processes():
     assert metrics.seed_for("m", "t", "s", base=0) == 391173195  # same value in every process
     assert metrics.seed_for("m", "t", "s") == metrics.seed_for("m", "t", "s")
     assert metrics.seed_for("m", "t", "s") != metrics.seed_for("m", "t", "x")
+
+
+@pytest.mark.parametrize("a, b, distance", [("579", "579", 0), ("578", "579", 1), ("57", "579", 1),
+                                              ("1579", "579", 1), ("", "579", 3), ("975", "579", 2)])
+def test_edit_distance(a, b, distance):
+    assert metrics.edit_distance(list(a), list(b)) == distance

@@ -26,13 +26,15 @@ class ModelSize:
 
     @classmethod
     def from_width(cls, width: int, *, n_ctx: int, vocab_size: int) -> "ModelSize":
-        """Depth grows with width (one layer per 48 dims, rounded up) so the ladder keeps a sane aspect ratio:
-        16 -> 1 layer, 64 -> 2, 128 -> 3."""
+        """Depth grows with width, one layer per 64 dims rounded up: 16..64 -> 1 layer, 96 and 128 -> 2.
+
+        At peak lr 3e-3, 128x2 learned 3-digit addition (0.96 exact match from 3M tokens) where 128x3 had not
+        left its loss plateau (0.03); deeper needs a lower rate (1e-3: 0.95, but 35% slower)."""
         if width < 8 or width % 8:
             raise ValueError(f"ladder width must be a positive multiple of 8, got {width}")
         return cls(
             width=width,
-            n_layer=math.ceil(width / 48),
+            n_layer=math.ceil(width / 64),
             n_head=max(1, width // HEAD_DIM),
             n_ctx=n_ctx,
             vocab_size=vocab_size,

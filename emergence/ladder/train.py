@@ -33,7 +33,7 @@ class TrainSettings:
     family: str = "ladder"
     seed: int = 0
     train_tokens: int = 3_000_000
-    batch_rows: int = 16  # rows of n_ctx tokens; ~4 examples per row, so ~64 examples per step
+    batch_rows: int = 64  # rows per step
     n_ctx: int = 128
     lr: float = 3e-3  # one peak rate for every size worked; width-scaled rates failed in probes
     warmup_fraction: float = 0.05
@@ -44,7 +44,7 @@ class TrainSettings:
     checkpoints: int = 3
     first_checkpoint_fraction: float = 1 / 16
     operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
-    examples_per_row: int = 4  # >1 puts examples behind earlier ones, as in k-shot prompts
+    examples_per_row: int = 1  # >1 puts examples behind earlier ones, as in k-shot prompts
     heldout_rows: int = 64
     threads: int = 1
     loss_explosion: float = 20.0  # a loss above this (ln(99) ~ 4.6 is chance) counts as diverged

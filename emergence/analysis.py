@@ -1,0 +1,208 @@
+"""Emergence statistics over models sorted by scale: where an ability appears, how sharply, whether smaller
+models predict it, and whether a continuous metric of the same samples tells a smoother story (the mirage test).
+
+Every function takes plain arrays (x = log10 training FLOPs, y = the metric, oriented so that higher is better)
+so it can be tested on synthetic curves with known answers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import OptimizeWarning, curve_fit
+
+# metric -> higher is better; continuous metrics have no natural chance level, so their "baseline" for the
+# emergence scale is the smallest model's value (emerging = measurably better than the smallest model).
+METRICS = {"exact_match": True, "target_ce_per_token": False, "token_edit_distance": False}
+CONTINUOUS = ("target_ce_per_token", "token_edit_distance")
+
+
+def orientation(y: np.ndarray) -> float:
+    """I = sign(argmax y - argmin y): +1 when the best model is larger than the worst (BIG-bench's I)."""
+    return float(np.sign(int(np.argmax(y)) - int(np.argmin(y)))) or 1.0
+
+
+def breakthroughness(y: np.ndarray) -> float:
+    """BIG-bench's breakthroughness (Srivastava et al. 2022, Sec. 3.4):
+    B = I * (max y - min y) / sqrt(median((y[i+1] - y[i])^2)).
+
+    Large when the whole range is covered by a few steps and most steps are flat (a jump); about n-1 for a
+    straight line sampled at n points.
+    """
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2:
+        return float("nan")
+    typical_step = np.sqrt(np.median(np.diff(y) ** 2))
+    total = y.max() - y.min()
+    if typical_step == 0:
+        return float("inf") * orientation(y) if total > 0 else 0.0
+    return orientation(y) * total / typical_step
+
+
+def linearity(x: np.ndarray, y: np.ndarray) -> float:
+    """BIG-bench's linearity (Srivastava et al. 2022, Sec. 3.4), the companion of breakthroughness: how well
+    the successive gains follow the successive steps in log scale,
+    L = I * sum(dy * dx) / sqrt(sum(dy^2) * sum(dx^2)), with dx = x[i+1] - x[i], dy = y[i+1] - y[i].
+
+    This is the cosine between the gain vector and the step vector: 1 for a straight line in log scale,
+    about 1/sqrt(n-1) when one step carries all the gain, 0 for no change.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    dx, dy = np.diff(x), np.diff(y)
+    norm = np.sqrt((dy**2).sum() * (dx**2).sum())
+    return float(orientation(y) * (dy * dx).sum() / norm) if norm > 0 else 0.0
+
+
+def emergence_index(y: np.ndarray, ci_low: np.ndarray, baseline: float, margin: float) -> int | None:
+    """Index of the first model (sorted by scale) whose 95% lower bound clears baseline + margin, and from
+    which every larger model clears it too; None if no such model ("not emerged")."""
+    above = np.asarray(ci_low, dtype=float) > baseline + margin
+    for i in range(len(above)):
+        if above[i:].all():
+            return i
+    return None
+
+
+def _logistic(x, mid, slope):
+    return 1 / (1 + np.exp(-np.clip(slope * (x - mid), -50, 50)))
+
+
+def predictability_error(x: np.ndarray, y: np.ndarray, form: str, bounds: tuple[float, float] | None = None) -> float:
+    """Fit y on the smaller half of the models and return the mean absolute error on the larger half.
+
+    `form` is "linear" (y linear in log FLOPs) or "sigmoid" (a logistic in log FLOPs rising from bounds[0] to
+    bounds[1], e.g. from the random baseline to 1 for exact match; only its midpoint and slope are fitted, so two
+    small models suffice; NaN without bounds). An emergent ability is one the small-model fit fails to predict.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    half = len(x) // 2
+    if half < 2:
+        return float("nan")
+    xs, ys, xl, yl = x[:half], y[:half], x[half:], y[half:]
+    if form == "linear":
+        slope, intercept = np.polyfit(xs, ys, 1)
+        prediction = slope * xl + intercept
+    elif form == "sigmoid":
+        if bounds is None:
+            return float("nan")
+        low, high = bounds
+        share = np.clip((ys - low) / (high - low), 1e-4, 1 - 1e-4)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OptimizeWarning)
+                (mid, slope), _ = curve_fit(_logistic, xs, share, p0=(xs.max() + 1, 1.0), maxfev=20000)
+            prediction = low + (high - low) * _logistic(xl, mid, slope)
+        except RuntimeError:  # no fit: predict the last small model's value
+            prediction = np.full_like(xl, ys[-1])
+    else:
+        raise ValueError(f"unknown fit form {form!r}; valid: linear, sigmoid")
+    return float(np.abs(prediction - yl).mean())
+
+
+def curve_statistics(x: np.ndarray, y: np.ndarray, ci_low: np.ndarray | None, baseline: float | None,
+                     margin: float, bounds: tuple[float, float] | None = None) -> dict:
+    """All statistics of one curve (x ascending, y oriented higher-is-better; `bounds` for the sigmoid fit)."""
+    index = None if ci_low is None else emergence_index(y, ci_low, baseline, margin)
+    return {
+        "range": float(np.ptp(y)),
+        "emergence_index": index,
+        "breakthroughness": breakthroughness(y),
+        "linearity": linearity(x, y),
+        "predictability_error_linear": predictability_error(x, y, "linear"),
+        "predictability_error_sigmoid": predictability_error(x, y, "sigmoid", bounds),
+    }
+
+
+def relative_error(stats: dict, form: str = "linear") -> float:
+    """The small-half fit's error on the large half as a fraction of the curve's range (scale-free)."""
+    return stats[f"predictability_error_{form}"] / stats["range"] if stats["range"] > 0 else 0.0
+
+
+def mirage_verdict(exact_match: dict, continuous: dict, *, unpredictable: float = 0.25,
+                   smooth_linearity: float = 0.8) -> dict:
+    """The mirage test of Schaeffer et al. (2023) on one task: does exact match look emergent while a continuous
+    metric of the same samples improves smoothly and predictably?
+
+    - looks emergent: exact match emerges after the smallest model, and the linear fit on the smaller half
+      misses the larger half by more than `unpredictable` of its range;
+    - continuous smooth: the continuous metric's linearity is at least `smooth_linearity` and its small-half fit
+      misses by at most `unpredictable` of its range.
+    """
+    looks_emergent = (exact_match["emergence_index"] or 0) > 0 and relative_error(exact_match) > unpredictable
+    continuous_smooth = (continuous["linearity"] >= smooth_linearity
+                         and relative_error(continuous) <= unpredictable)
+    return {"looks_emergent": bool(looks_emergent), "continuous_smooth": bool(continuous_smooth),
+            "mirage": bool(looks_emergent and continuous_smooth)}
+
+
+def emergence_table(cells: pd.DataFrame, *, margin: float = 0.05) -> pd.DataFrame:
+    """The Table-1 analogue: one row per task x strategy x metric x family over the final checkpoints sorted by
+    training FLOPs, with the emergence scale, breakthroughness, linearity, predictability and the mirage flag.
+
+    The mirage flag of a task x strategy x family is set on all its rows: exact match looks emergent while target
+    cross-entropy per token (the continuous metric every cell has) is smooth and predictable.
+    """
+    rows = []
+    finals = cells[cells.final_checkpoint]
+    for (task, strategy, family), sub in finals.groupby(["task", "strategy", "family"], sort=True):
+        sub = sub.sort_values("train_flops", ignore_index=True)
+        x = np.log10(sub.train_flops.to_numpy(dtype=float))
+        group_stats = {}
+        for metric, higher in METRICS.items():
+            if metric not in sub or sub[metric].isna().any():
+                continue
+            sign = 1.0 if higher else -1.0
+            y = sign * sub[metric].to_numpy(dtype=float)
+            ci_low = sign * sub[f"{metric}_ci_{'low' if higher else 'high'}"].to_numpy(dtype=float)
+            baseline = float(sub.random_baseline.iloc[0]) if metric == "exact_match" else y[0]
+            bounds = (baseline, 1.0) if metric == "exact_match" else None
+            stats = curve_statistics(x, y, ci_low, baseline, margin, bounds)
+            group_stats[metric] = stats
+            index = stats["emergence_index"]
+            rows.append({
+                "task": task, "strategy": strategy, "metric": metric, "family": family, "n_models": len(sub),
+                "emerged": index is not None,
+                "emergence_flops": float(sub.train_flops[index]) if index is not None else np.nan,
+                "emergence_params": float(sub.params[index]) if index is not None else np.nan,
+                "breakthroughness": stats["breakthroughness"],
+                "linearity": stats["linearity"],
+                "predictability_error_linear": stats["predictability_error_linear"],
+                "predictability_error_sigmoid": stats["predictability_error_sigmoid"],
+                "relative_predictability_error": relative_error(stats),
+            })
+        verdict = mirage_verdict(group_stats["exact_match"], group_stats["target_ce_per_token"])
+        for row in rows:
+            if (row["task"], row["strategy"], row["family"]) == (task, strategy, family):
+                row.update(looks_emergent=verdict["looks_emergent"], continuous_smooth=verdict["continuous_smooth"],
+                           mirage=verdict["mirage"])
+    return pd.DataFrame(rows)
+
+
+def pl_deviation(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, exact match minus its p^L prediction (`p_all_tokens`): positive when greedy decoding does
+    better than the chance of sampling every gold token."""
+    out = cells[["model", "task", "strategy", "exact_match", "p_all_tokens"]].copy()
+    out["pl_deviation"] = out.exact_match - out.p_all_tokens
+    return out
+
+
+def write_emergence_tables(cells_path, csv_out, md_out, tex_out, pl_out, *, margin: float) -> pd.DataFrame:
+    """Table-1 analogue as CSV, Markdown and LaTeX, and the per-cell p^L deviations as CSV."""
+    from emergence.io import atomic_path
+
+    cells = pd.read_parquet(cells_path)
+    table = emergence_table(cells, margin=margin)
+    with atomic_path(csv_out) as tmp:
+        table.to_csv(tmp, index=False)
+    shown = table.drop(columns=["looks_emergent", "continuous_smooth", "relative_predictability_error"])
+    with atomic_path(md_out) as tmp:
+        tmp.write_text(shown.to_markdown(index=False, floatfmt=".3g"))
+    with atomic_path(tex_out) as tmp:
+        tmp.write_text(shown.to_latex(index=False, float_format="%.3g", na_rep="--",
+                                      caption="Emergence statistics per task, strategy, metric and model family.",
+                                      label="tab:emergence"))
+    with atomic_path(pl_out) as tmp:
+        pl_deviation(cells).to_csv(tmp, index=False)
+    return table

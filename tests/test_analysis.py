@@ -1,0 +1,67 @@
+"""Emergence statistics on synthetic curves with known answers."""
+
+import numpy as np
+import pytest
+
+from emergence import analysis
+
+X = np.arange(10, 20, dtype=float)  # log10 FLOPs of ten models
+STEP = np.where(X >= 16, 0.9, 0.0)  # absent, then present from the seventh model on
+LINE = np.linspace(0.05, 0.95, len(X))
+KNEE_LATE = 1 / (1 + np.exp(-3 * (X - 17)))  # sigmoid whose knee lies in the larger half
+
+
+def test_a_step_emerges_at_the_step():
+    assert analysis.emergence_index(STEP, STEP - 0.05, baseline=0.0, margin=0.05) == 6
+
+
+def test_noise_below_the_margin_does_not_emerge():
+    assert analysis.emergence_index(np.full(10, 0.04), np.full(10, 0.01), baseline=0.0, margin=0.05) is None
+
+
+def test_emergence_needs_every_larger_model_above_the_bar():
+    flicker = np.array([0, 0, 0.5, 0, 0, 0.5, 0.6, 0.7, 0.8, 0.9])
+    assert analysis.emergence_index(flicker, flicker - 0.1, baseline=0.0, margin=0.05) == 5
+
+
+def test_a_straight_line_has_low_breakthroughness_high_linearity_and_is_predicted():
+    assert analysis.breakthroughness(LINE) == pytest.approx(len(X) - 1)
+    assert analysis.linearity(X, LINE) == pytest.approx(1.0)
+    assert analysis.predictability_error(X, LINE, "linear") < 1e-9
+    assert analysis.breakthroughness(STEP) > 10 * analysis.breakthroughness(LINE)
+    assert analysis.linearity(X, STEP) == pytest.approx(1 / 3)  # one of nine steps carries the gain
+
+
+def test_a_late_sigmoid_is_not_predictable_from_the_small_half():
+    assert analysis.predictability_error(X, KNEE_LATE, "linear") > 0.4
+    assert analysis.predictability_error(X, KNEE_LATE, "sigmoid", bounds=(0.0, 1.0)) > 0.3
+
+
+def test_an_early_sigmoid_is_predicted_by_the_sigmoid_fit():
+    knee_early = 1 / (1 + np.exp(-1.0 * (X - 13.5)))
+    assert analysis.predictability_error(X, knee_early, "sigmoid", bounds=(0.0, 1.0)) < 0.02
+    assert np.isnan(analysis.predictability_error(X, knee_early, "sigmoid"))  # no bounds, no sigmoid
+
+
+def test_orientation_flips_for_a_falling_curve():
+    assert analysis.breakthroughness(LINE[::-1]) == pytest.approx(-(len(X) - 1))
+    assert analysis.linearity(X, LINE[::-1]) == pytest.approx(1.0)  # a straight fall is as linear as a rise
+
+
+def test_mirage_flags_a_step_over_a_smooth_cross_entropy():
+    smooth_ce = np.linspace(2.0, 0.2, len(X))  # falls steadily with scale
+    exact_match = STEP
+    verdict = analysis.mirage_verdict(
+        exact_match=analysis.curve_statistics(X, exact_match, exact_match - 0.05, 0.0, 0.05),
+        continuous=analysis.curve_statistics(X, -smooth_ce, None, None, 0.05),
+    )
+    assert verdict["looks_emergent"] and verdict["continuous_smooth"] and verdict["mirage"]
+
+
+def test_no_mirage_when_the_continuous_metric_jumps_too():
+    jumpy_ce = np.where(X >= 16, 0.2, 2.0)
+    verdict = analysis.mirage_verdict(
+        exact_match=analysis.curve_statistics(X, STEP, STEP - 0.05, 0.0, 0.05),
+        continuous=analysis.curve_statistics(X, -jumpy_ce, None, None, 0.05),
+    )
+    assert verdict["looks_emergent"] and not verdict["continuous_smooth"] and not verdict["mirage"]
