@@ -74,6 +74,26 @@ def test_smoke_figures_tables_and_manifest(smoke_run):
     assert list(versions.version) == [latest.resolve().name]
 
 
+EMERGENCE_COLUMNS = {"task", "strategy", "metric", "family", "emergence_flops", "emergence_params", "breakthroughness",
+                     "linearity", "predictability_error_linear", "predictability_error_sigmoid", "mirage"}
+
+
+def test_smoke_emergence_table_grids_and_report(smoke_run):
+    workdir, _ = smoke_run
+    latest = workdir / "results/smoke/latest"
+    table = pd.read_csv(latest / "tables/emergence.csv")
+    assert EMERGENCE_COLUMNS <= set(table.columns)
+    assert len(table) == len(SMOKE["tasks"]) * len(SMOKE["strategies"]) * 3  # three metrics per cell group
+    assert set(table.metric) == {"exact_match", "target_ce_per_token", "token_edit_distance"}
+    assert (latest / "tables/emergence.tex").read_text().lstrip().startswith("\\begin{table}")
+    for grid in ("exact_match_vs_train_flops", "target_ce_per_token_vs_train_flops", "exact_match_vs_params",
+                 "exact_match_vs_heldout_loss", "token_edit_distance_vs_train_flops"):
+        assert matplotlib.image.imread(latest / "figures" / f"grid_{grid}.png").shape[1] > 300
+    report = (latest / "report.html").read_text()
+    assert report.count("iVBORw0KGgo") >= 8  # every report() figure embedded as a PNG
+    assert "emergence.csv" in report
+
+
 def test_second_invocation_has_nothing_to_do(smoke_run):
     workdir, _ = smoke_run
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "tests/configs/smoke.yaml"))
