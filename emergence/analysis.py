@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
 # metric -> higher is better; continuous metrics have no natural chance level, so their "baseline" for the
@@ -137,16 +138,48 @@ def mirage_verdict(exact_match: dict, continuous: dict, *, unpredictable: float 
             "mirage": bool(looks_emergent and continuous_smooth)}
 
 
+SCALE_KEYS = ["task", "strategy", "family", "size"]
+SCALE_COLUMNS = ["train_flops", "params", "nonembedding_params", "heldout_loss", "random_baseline"]
+
+
+def scale_points(cells: pd.DataFrame) -> pd.DataFrame:
+    """Final checkpoints averaged over training seeds: one row per task x strategy x family x model size.
+
+    Each metric gets its seed mean, min and max (the spread the figures shade) and a 95% interval: with several
+    seeds the t-interval of the seed mean (seed-to-seed variation dominates sampling error on small models), with
+    one seed the cell's bootstrap interval over samples.
+    """
+    finals = cells[cells.final_checkpoint].copy()
+    finals["size"] = finals.run.str.replace(r"-s\d+$", "", regex=True)
+    rows = []
+    for key, group in finals.groupby(SCALE_KEYS, sort=True):
+        row = {**dict(zip(SCALE_KEYS, key)), "n_seeds": len(group)}
+        row.update({column: group[column].mean() for column in SCALE_COLUMNS})
+        for metric in METRICS:
+            values = group[metric].to_numpy(dtype=float)
+            mean = values.mean()
+            if len(values) > 1:
+                half = scipy_stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+                low, high = mean - half, mean + half
+            else:
+                low, high = group[f"{metric}_ci_low"].iloc[0], group[f"{metric}_ci_high"].iloc[0]
+            row.update({metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high,
+                        f"{metric}_min": values.min(), f"{metric}_max": values.max()})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["task", "strategy", "family", "train_flops"], ignore_index=True)
+
+
 def emergence_table(cells: pd.DataFrame, *, margin: float = 0.05) -> pd.DataFrame:
-    """The Table-1 analogue: one row per task x strategy x metric x family over the final checkpoints sorted by
-    training FLOPs, with the emergence scale, breakthroughness, linearity, predictability and the mirage flag.
+    """The Table-1 analogue: one row per task x strategy x metric x family over the model sizes sorted by
+    training FLOPs (seed means, see `scale_points`), with the emergence scale, breakthroughness, linearity,
+    predictability and the mirage flag.
 
     The mirage flag of a task x strategy x family is set on all its rows: exact match looks emergent while target
     cross-entropy per token (the continuous metric every cell has) is smooth and predictable.
     """
     rows = []
-    finals = cells[cells.final_checkpoint]
-    for (task, strategy, family), sub in finals.groupby(["task", "strategy", "family"], sort=True):
+    points = scale_points(cells)
+    for (task, strategy, family), sub in points.groupby(["task", "strategy", "family"], sort=True):
         sub = sub.sort_values("train_flops", ignore_index=True)
         x = np.log10(sub.train_flops.to_numpy(dtype=float))
         group_stats = {}
@@ -163,6 +196,7 @@ def emergence_table(cells: pd.DataFrame, *, margin: float = 0.05) -> pd.DataFram
             index = stats["emergence_index"]
             rows.append({
                 "task": task, "strategy": strategy, "metric": metric, "family": family, "n_models": len(sub),
+                "n_seeds": int(sub.n_seeds.min()),
                 "emerged": index is not None,
                 "emergence_flops": float(sub.train_flops[index]) if index is not None else np.nan,
                 "emergence_params": float(sub.params[index]) if index is not None else np.nan,

@@ -34,31 +34,42 @@ def _save(fig, png: str | Path, pdf: str | Path) -> None:
     plt.close(fig)
 
 
-def _series(cells: pd.DataFrame):
-    """(label, color, finals, all_checkpoints) per strategy x family, sorted by FLOPs."""
-    groups = list(cells.groupby(["strategy", "family"], sort=True))
+def _series(frame: pd.DataFrame):
+    """(label, color, (strategy, family), rows) per strategy x family, rows sorted by FLOPs; colors are stable
+    for the same strategy x family set, so a figure's lines match across panels."""
+    groups = list(frame.groupby(["strategy", "family"], sort=True))
     for i, ((strategy, family), sub) in enumerate(groups):
-        sub = sub.sort_values("train_flops")
-        label = strategy if cells.family.nunique() == 1 else f"{family} {strategy}"
-        yield label, COLORS[i % len(COLORS)], sub[sub.final_checkpoint], sub
+        label = strategy if frame.family.nunique() == 1 else f"{family} {strategy}"
+        yield label, COLORS[i % len(COLORS)], (strategy, family), sub.sort_values("train_flops")
+
+
+def _seed_band(ax, line: pd.DataFrame, x: str, metric: str, color) -> None:
+    """Shade the min-max spread over seeds where a size was trained with several seeds."""
+    if (line.n_seeds > 1).any():
+        ax.fill_between(line[x], line[f"{metric}_min"], line[f"{metric}_max"], color=color, alpha=0.2, lw=0)
 
 
 def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | Path) -> None:
     """Exact match vs training FLOPs beside target cross-entropy per token vs training FLOPs, for one task.
 
-    Lines join final checkpoints (one per size); small hollow markers are intermediate checkpoints, so the
-    training-time axis is visible too. The dashed line is the task's random baseline.
+    Lines join final checkpoints (one point per size: the mean over seeds, with its 95% interval; shaded: the
+    spread over seeds); small hollow markers are intermediate checkpoints, so the training-time axis is visible
+    too. The dashed line is the task's random baseline.
     """
+    from emergence.analysis import scale_points
+
     sub = cells[cells.task == task]
+    points = scale_points(sub)
     with plt.rc_context(STYLE):
         fig, (ax_em, ax_ce) = plt.subplots(1, 2, figsize=(7.2, 2.8), layout="constrained")
-        for label, color, finals, every in _series(sub):
-            err = np.vstack([finals.exact_match - finals.exact_match_ci_low,
-                             finals.exact_match_ci_high - finals.exact_match])
-            ax_em.errorbar(finals.train_flops, finals.exact_match, yerr=err, color=color, marker="o", ms=4,
+        for label, color, (strategy, family), line in _series(points):
+            err = np.vstack([line.exact_match - line.exact_match_ci_low, line.exact_match_ci_high - line.exact_match])
+            ax_em.errorbar(line.train_flops, line.exact_match, yerr=err, color=color, marker="o", ms=4,
                            capsize=2, label=label)
-            ax_ce.plot(finals.train_flops, finals.target_ce_per_token, color=color, marker="o", ms=4, label=label)
-            rest = every[~every.final_checkpoint]
+            ax_ce.plot(line.train_flops, line.target_ce_per_token, color=color, marker="o", ms=4, label=label)
+            _seed_band(ax_em, line, "train_flops", "exact_match", color)
+            _seed_band(ax_ce, line, "train_flops", "target_ce_per_token", color)
+            rest = sub[~sub.final_checkpoint & (sub.strategy == strategy) & (sub.family == family)]
             ax_em.scatter(rest.train_flops, rest.exact_match, s=12, facecolors="none", edgecolors=color, alpha=0.6)
             ax_ce.scatter(rest.train_flops, rest.target_ce_per_token, s=12, facecolors="none", edgecolors=color,
                           alpha=0.6)
@@ -102,30 +113,32 @@ METRIC_LABELS = {
 
 
 def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: str, png, pdf) -> None:
-    """A Figure-2-style grid: one panel per task, `metric` against `x` over final checkpoints, one line per
-    family (and strategy), dashed random baseline for exact match, and a dotted vertical line at the emergence
-    scale of each line that emerged."""
+    """A Figure-2-style grid: one panel per task, `metric` against `x` over model sizes (seed means; shaded:
+    spread over seeds), one line per family (and strategy), dashed random baseline for exact match, and a
+    dotted vertical line at the emergence scale of each line that emerged."""
+    from emergence.analysis import scale_points
+
     if metric not in METRIC_LABELS or x not in AXES:
         raise ValueError(f"unknown grid {metric!r} vs {x!r}; metrics: {', '.join(METRIC_LABELS)}; "
                          f"axes: {', '.join(AXES)}")
     x_label, log_x, invert = AXES[x]
-    finals = cells[cells.final_checkpoint]
-    tasks = sorted(finals.task.unique())
+    points = scale_points(cells)
+    tasks = sorted(points.task.unique())
     ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.4, 2.3 * nrows + 0.3), squeeze=False,
                                  layout="constrained")
         for ax, task in zip(axes.flat, tasks):
-            sub = finals[finals.task == task]
-            for label, color, line, _ in _series(sub):
+            sub = points[points.task == task]
+            for label, color, (strategy, family), line in _series(sub):
                 line = line.sort_values(x)
                 ax.plot(line[x], line[metric], color=color, marker="o", ms=3.5, label=label)
+                _seed_band(ax, line, x, metric, color)
                 row = emergence[(emergence.task == task) & (emergence.metric == metric)
-                                & (emergence.strategy == line.strategy.iloc[0])
-                                & (emergence.family == line.family.iloc[0])]
+                                & (emergence.strategy == strategy) & (emergence.family == family)]
                 if len(row) and row.emerged.iloc[0]:
-                    at = line.loc[line.train_flops == row.emergence_flops.iloc[0], x]
+                    at = line.loc[np.isclose(line.train_flops, row.emergence_flops.iloc[0]), x]
                     ax.axvline(at.iloc[0], color=color, ls=":", lw=1)
             if metric == "exact_match":
                 ax.axhline(sub.random_baseline.iloc[0], color="gray", ls="--", lw=1, label="random")

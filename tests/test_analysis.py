@@ -1,7 +1,9 @@
 """Emergence statistics on synthetic curves with known answers."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 from emergence import analysis
 
@@ -65,3 +67,37 @@ def test_no_mirage_when_the_continuous_metric_jumps_too():
         continuous=analysis.curve_statistics(X, -jumpy_ce, None, None, 0.05),
     )
     assert verdict["looks_emergent"] and not verdict["continuous_smooth"] and not verdict["mirage"]
+
+
+def _cells(values_by_seed: dict[int, list[float]]) -> pd.DataFrame:
+    """Final-checkpoint cells of a 3-size ladder trained with several seeds (exact match given per seed)."""
+    rows = []
+    for seed, values in values_by_seed.items():
+        for size, (flops, em) in enumerate(zip([1e10, 1e11, 1e12], values)):
+            rows.append({"task": "t", "strategy": "0shot", "family": "ladder", "run": f"ladder-d{size}L1-s{seed}",
+                         "final_checkpoint": True, "train_flops": flops * (1 + seed / 100), "params": 10**size,
+                         "nonembedding_params": 10**size, "heldout_loss": 1.0, "random_baseline": 0.0,
+                         "exact_match": em, "exact_match_ci_low": em - 0.1, "exact_match_ci_high": em + 0.1,
+                         "target_ce_per_token": 2.0 - size, "target_ce_per_token_ci_low": 1.9 - size,
+                         "target_ce_per_token_ci_high": 2.1 - size, "token_edit_distance": 3.0 - size,
+                         "token_edit_distance_ci_low": 2.9 - size, "token_edit_distance_ci_high": 3.1 - size})
+    return pd.DataFrame(rows)
+
+
+def test_scale_points_average_seeds_with_a_t_interval():
+    points = analysis.scale_points(_cells({0: [0.0, 0.2, 0.9], 1: [0.0, 0.4, 0.8], 2: [0.0, 0.3, 1.0]}))
+    assert len(points) == 3 and (points.n_seeds == 3).all()
+    mid = points.iloc[1]
+    assert mid.exact_match == pytest.approx(0.3)
+    assert (mid.exact_match_min, mid.exact_match_max) == (0.2, 0.4)
+    half = stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3)  # sd of (0.2, 0.4, 0.3) is 0.1
+    assert mid.exact_match_ci_low == pytest.approx(0.3 - half)
+
+
+def test_one_seed_keeps_the_sampling_interval_and_emergence_uses_seed_means():
+    points = analysis.scale_points(_cells({0: [0.0, 0.5, 0.9]}))
+    assert points.iloc[1].exact_match_ci_low == pytest.approx(0.4)
+    table = analysis.emergence_table(_cells({0: [0.0, 0.2, 0.9], 1: [0.0, 0.4, 0.8], 2: [0.0, 0.3, 1.0]}))
+    exact = table[table.metric == "exact_match"].iloc[0]
+    assert exact.n_seeds == 3 and exact.emerged
+    assert exact.emergence_flops == pytest.approx(1e11 * 1.01)  # mean FLOPs of the middle size's seeds

@@ -35,7 +35,8 @@ def test_smoke_outputs_and_schemas(smoke_run):
     assert SAMPLE_COLUMNS <= set(samples.columns)
     assert CELL_COLUMNS <= set(cells.columns)
 
-    n_models = len(SMOKE["models"][0]["widths"]) * SMOKE["models"][0]["checkpoints"]
+    ladder = SMOKE["models"][0]
+    n_models = len(ladder["widths"]) * len(ladder["seeds"]) * ladder["checkpoints"]
     n_cells = n_models * len(SMOKE["tasks"]) * len(SMOKE["strategies"])
     assert len(cells) == n_cells
     assert len(samples) == n_cells * SMOKE["task_defaults"]["n_eval"]
@@ -109,7 +110,8 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts.get("train_ladder", 0) == 0
     assert counts["make_task"] == 1
-    assert counts["evaluate"] == len(SMOKE["models"][0]["widths"]) * len(SMOKE["strategies"])
+    ladder = SMOKE["models"][0]
+    assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["strategies"])
     assert "subtraction_3digit" in proc.stdout and "results/cells/ladder-d16L1-s0" in proc.stdout
     assert not re.search(r"output: results/cells/\S+/addition_3digit", proc.stdout)
 
