@@ -30,7 +30,7 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
 
 
 def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> np.ndarray:
-    """Edit distance between generated and gold answer tokens, with each model's own tokenizer."""
+    """Edit distance between the extracted and the gold answer's tokens, with each model's own tokenizer."""
     from transformers import AutoTokenizer
 
     out = np.zeros(len(samples), dtype=np.int64)
@@ -39,8 +39,7 @@ def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> n
         encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
         rows = samples.loc[index]
         out[samples.index.get_indexer(index)] = [
-            metrics.edit_distance(encode(gen.strip()), encode(target))
-            for gen, target in zip(rows.generation, rows.target)
+            metrics.edit_distance(encode(answer), encode(target)) for answer, target in zip(rows.answer, rows.target)
         ]
     return out
 

@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from emergence.ladder import data
-from emergence.strategies import parse_strategy
+from emergence.strategies import load_strategy
 
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
 
@@ -121,7 +121,11 @@ def _semantic_problems(config: dict) -> list[str]:
                 problems.append(f"models[{i}] ({family['name']}): a ladder needs 'widths', e.g. [16, 32, 64].")
             if not any(w > 0 for w in family["operations"].values()):
                 problems.append(f"models[{i}].operations: every weight is 0; give at least one operation a weight.")
-            for op in family["operations"]:
+            for op, weight in family["operations"].items():
+                if op in data.OPERATIONS and family["example_format"] == "scratchpad" and weight > 0 \
+                        and data.OPERATIONS[op].scratchpad(1, 1) is None:
+                    problems.append(f"models[{i}].operations: {op!r} has no scratchpad format; give it weight 0 or "
+                                    f"use example_format: plain.")
                 if op not in data.OPERATIONS:
                     problems.append(f"models[{i}].operations: unknown operation {op!r}; valid: "
                                     f"{', '.join(data.OPERATIONS)}.{_suggest(op, data.OPERATIONS)}")
@@ -134,16 +138,25 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"task_overrides names {task!r}, which is not in tasks ({', '.join(config['tasks'])}).")
     for name in config["strategies"]:
         try:
-            strategy = parse_strategy(name)
+            strategy = load_strategy(name, config["strategy_dirs"])
         except ValueError as err:
             problems.append(str(err))
             continue
         for task in config["tasks"]:
+            if task in tasks and strategy.completion not in task_fields(task):
+                problems.append(f"strategy {name!r} needs the document field {strategy.completion!r}, which task "
+                                f"{task!r} does not have (fields: {', '.join(task_fields(task))}).")
             pool = task_settings(config, task)["n_fewshot_pool"]
             if strategy.num_fewshot > pool:
                 problems.append(f"strategy {name!r} needs {strategy.num_fewshot} exemplars but task {task!r} has a "
                                 f"few-shot pool of {pool}; raise task_defaults.n_fewshot_pool or lower k.")
     return problems
+
+
+def task_fields(task: str) -> list[str]:
+    """The document fields a task provides (what strategies may build completions from)."""
+    op = data.OPERATIONS[task]
+    return ["answer", "question", *(["scratchpad"] if op.scratchpad(*[op.operand_range()[0]] * 2) else [])]
 
 
 def task_settings(config: dict, task: str) -> dict:

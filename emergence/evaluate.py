@@ -8,18 +8,20 @@ checkpoint x document is written to a Parquet file; every derived metric can be 
 from __future__ import annotations
 
 import logging
-import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from emergence.io import atomic_path, read_json
 from emergence.strategies import Strategy
+from emergence.tasks.views import write_views
 
 log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = [
-    "model", "task", "strategy", "doc_id", "prompt", "target", "generation", "exact_match",
+    "model", "task", "strategy", "doc_id", "prompt", "target", "completion", "generation", "answer", "exact_match",
     "target_logprob", "target_tokens", "is_greedy",
 ]
 
@@ -62,8 +64,9 @@ def evaluate_cells(
     torch.set_num_threads(threads)
     device, dtype = pick_device()
     task_meta = read_json(Path(task_dir) / "task.json")
-    views = task_meta["views"]
-    task_manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    views_dir = tempfile.mkdtemp(prefix="views-", dir=Path(out_path).parent)
+    views = write_views(task_dir, strategy, views_dir)
+    task_manager = TaskManager(include_path=views_dir, include_defaults=False)
     frames = []
     for model_dir in checkpoint_dirs(model_root):
         model_meta = read_json(model_dir / "model.json")
@@ -91,6 +94,7 @@ def evaluate_cells(
         log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
                  task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(), len(frame))
         del lm
+    shutil.rmtree(views_dir)
     table = pd.concat(frames, ignore_index=True)
     with atomic_path(out_path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -100,7 +104,9 @@ def evaluate_cells(
 def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
     """Join the two views' logged samples on doc_id into one row per document.
 
-    `target_tokens` comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves
+    `target` is the gold answer, `completion` the gold continuation scored by likelihood (the answer, or a trace
+    ending in it), `generation` the raw greedy output and `answer` what the strategy's filters extracted from it.
+    `target_tokens` (tokens of the completion) comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves
     trailing context whitespace into the continuation; lm-eval does not record the count itself.
     """
     gen = {s["doc_id"]: s for s in samples[views["gen"]]}
@@ -118,8 +124,10 @@ def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
         rows.append({
             "doc_id": int(doc_id),
             "prompt": context,
-            "target": continuation.strip(),
-            "generation": g["filtered_resps"][0],
+            "target": g["target"],
+            "completion": continuation.strip(),
+            "generation": g["resps"][0][0],
+            "answer": g["filtered_resps"][0],
             "exact_match": float(g["exact_match"]),
             "target_logprob": float(logprob),
             "target_tokens": len(continuation_ids),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emergence.config import task_settings
 from emergence.ladder import plan
-from emergence.strategies import parse_strategy
+from emergence.strategies import load_strategy
 
 # Files whose content defines the code version (the results they produce change when these do).
 CODE_GLOBS = ("emergence/**/*.py", "emergence/**/*.yaml", "rules/*.smk", "scripts/*.py", "Snakefile")
@@ -44,7 +44,7 @@ def code_hash(basedir: str | Path) -> str:
 
 LADDER_TRAINING_KEYS = (
     "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
-    "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations",
+    "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format",
 )
 
 
@@ -68,7 +68,7 @@ def ladder_runs(family: dict) -> dict:
             run = plan.run_name(family["name"], width, settings["n_ctx"], seed)
             run_settings = {**settings, "family": family["name"], "width": width, "seed": seed}
             total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["examples_per_row"],
-                                     settings["operations"])
+                                     settings["operations"], settings["example_format"])
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
             runs[keyed(run, run_settings)] = {
                 "family": family["name"],
@@ -89,7 +89,6 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
         spec = {"task": task, "settings": task_settings(config, task)}
         study.tasks[keyed(task, spec)] = spec
     for name in config["strategies"]:
-        strategy = parse_strategy(name)
-        spec = {"name": strategy.name, "num_fewshot": strategy.num_fewshot}
+        spec = load_strategy(name, config["strategy_dirs"]).spec()
         study.strategies[keyed(name, spec)] = spec
     return study

@@ -28,7 +28,7 @@ def test_default_config_is_valid_and_gets_defaults():
         (lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'"),
         (lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis"),
         (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'; valid tasks: addition_3digit"),
-        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: '<k>shot'"),
+        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, instruction, scratchpad"),
         (lambda c: c["models"][0].update(source="hub"), "models\\[0\\].source = 'hub' is not valid; choose one of ladder"),
         (lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range"),
         (lambda c: c["models"][0].update(train_tokens="many"), "train_tokens must be of type integer"),
@@ -36,6 +36,8 @@ def test_default_config_is_valid_and_gets_defaults():
         (lambda c: c.update(study="../elsewhere"), "study = '../elsewhere' is not allowed"),
         (lambda c: c.update(strategies=["80shot"]), "'80shot' needs 80 exemplars but task 'addition_3digit' has a few-shot pool of 50"),
         (lambda c: c.update(models=[]), "config models is empty"),
+        (lambda c: c.update(strategies=["scratchpad"]), "needs the document field 'scratchpad', which task 'subtraction_3digit'"),
+        (lambda c: c["models"][0].update(example_format="scratchpad"), "'subtraction_3digit' has no scratchpad format"),
     ],
 )
 def test_bad_config_names_the_problem(mutate, message):

@@ -2,6 +2,7 @@ import itertools
 import json
 
 import numpy as np
+import pytest
 
 from emergence.ladder import data
 from emergence.ladder.tokenizer import build_char_tokenizer
@@ -46,3 +47,10 @@ def test_packed_rows_supervise_only_answers_and_stops():
         blocks = text.split("\n\n")
         assert len(blocks) == 1 + row % 3  # rows hold 1, 2, 3 examples in turn
         assert supervised == "".join(" " + b.split("A: ")[1].strip() + "\n" for b in blocks)
+
+
+@pytest.mark.parametrize("a, b, trace", [(123, 456, "3+6+0=09 2+5+0=07 1+4+0=05 | 579"),
+                                         (999, 999, "9+9+0=18 9+9+1=19 9+9+1=19 | 1998")])
+def test_scratchpad_is_fixed_width_least_significant_digit_first(a, b, trace):
+    assert data.OPERATIONS["addition_3digit"].scratchpad(a, b) == trace
+    assert data.OPERATIONS["subtraction_3digit"].scratchpad(a, b) is None

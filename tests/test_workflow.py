@@ -12,8 +12,8 @@ from tests.conftest import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
 
-SAMPLE_COLUMNS = {"model", "task", "strategy", "doc_id", "prompt", "target", "generation", "exact_match",
-                  "target_logprob", "target_tokens", "is_greedy"}
+SAMPLE_COLUMNS = {"model", "task", "strategy", "doc_id", "prompt", "target", "completion", "generation", "answer",
+                  "exact_match", "target_logprob", "target_tokens", "is_greedy", "token_edit_distance"}
 CELL_COLUMNS = {"model", "task", "strategy", "n", "exact_match", "exact_match_ci_low", "exact_match_ci_high",
                 "target_ce_per_token", "target_ce_total", "p_all_tokens", "params", "nonembedding_params",
                 "train_tokens", "train_flops", "checkpoint_step", "final_checkpoint"}
@@ -44,9 +44,12 @@ def test_smoke_outputs_and_schemas(smoke_run):
     assert cells.final_checkpoint.sum() == n_cells // SMOKE["models"][0]["checkpoints"]
 
     # raw quantities are consistent with each other and with the derived metrics
+    assert (samples.completion == samples.target).all()  # plain strategies: the completion is the answer
     assert (samples.target_logprob < 0).all() and (samples.target_tokens == samples.target.str.len() + 1).all()
     assert samples.exact_match.isin([0.0, 1.0]).all()
-    assert ((samples.generation.str.strip() == samples.target) == (samples.exact_match == 1)).all()
+    assert (samples.answer == samples.generation.str.strip()).all()
+    assert ((samples.answer == samples.target) == (samples.exact_match == 1)).all()
+    assert ((samples.token_edit_distance == 0) == (samples.exact_match == 1)).all()
     assert (cells.exact_match_ci_low <= cells.exact_match).all() and (cells.exact_match <= cells.exact_match_ci_high).all()
     assert (cells.train_flops == 6 * cells.nonembedding_params * cells.train_tokens).all()
     # 2-shot prompts hold two solved exemplars before the query

@@ -37,9 +37,38 @@ class Operation:
         """Half-open range of exactly-`digits`-digit numbers (mixed lengths made training fail in probes)."""
         return 10 ** (self.digits - 1), 10**self.digits
 
+    def scratchpad(self, a: int, b: int) -> str | None:
+        """The answer preceded by per-digit work with carries, least significant digit first, in fixed-width
+        steps (Nye et al. 2021, "Show your work"): 123 + 456 -> `3+6+0=09 2+5+0=07 1+4+0=05 | 579`.
+
+        Fixed widths keep every step the same length, which probes found necessary; None where no trace is
+        defined (only addition has one).
+        """
+        if self.apply is not operator.add:
+            return None
+        steps, carry = [], 0
+        for x, y in zip(reversed(f"{a:0{self.digits}d}"), reversed(f"{b:0{self.digits}d}")):
+            total = int(x) + int(y) + carry
+            steps.append(f"{x}+{y}+{carry}={total:02d}")
+            carry = total // 10
+        return f"{' '.join(steps)} | {a + b}"
+
+    def completion(self, a: int, b: int, example_format: str) -> str:
+        """What follows the query: the answer ("plain") or the scratchpad ending in the answer."""
+        if example_format == "plain":
+            return str(self.apply(a, b))
+        trace = self.scratchpad(a, b)
+        if example_format != "scratchpad" or trace is None:
+            raise ValueError(f"no {example_format!r} completion for '{self.word}'; valid formats: "
+                             f"{', '.join(EXAMPLE_FORMATS)} (scratchpad only for addition)")
+        return trace
+
+
+EXAMPLE_FORMATS = ("plain", "scratchpad")
 
 OPERATIONS: dict[str, Operation] = {
     "addition_3digit": Operation("plus", 3, operator.add),
+    "addition_5digit": Operation("plus", 5, operator.add),
     "subtraction_3digit": Operation("minus", 3, operator.sub),
     "multiplication_2digit": Operation("times", 2, operator.mul),
 }
@@ -87,16 +116,19 @@ def held_out_items(op_name: str, n: int, seed: int) -> list[dict]:
         if (a, b) in seen:
             continue
         seen.add((a, b))
-        items.append({"question": op.question(a, b), "answer": str(result), "a": a, "b": b})
+        item = {"question": op.question(a, b), "answer": str(result), "a": a, "b": b}
+        if (trace := op.scratchpad(a, b)) is not None:
+            item["scratchpad"] = trace
+        items.append(item)
         if len(items) == n:
             return items
     raise AssertionError("unreachable")
 
 
-def encode_example(question: str, answer: str, encode: Callable[[str], list[int]]) -> tuple[list[int], int]:
-    """Token ids of one example and the index where the supervised part (answer + stop) starts."""
+def encode_example(question: str, completion: str, encode: Callable[[str], list[int]]) -> tuple[list[int], int]:
+    """Token ids of one example and the index where the supervised part (completion + stop) starts."""
     prompt = encode(format_query(question))
-    supervised = encode(format_answer(answer) + STOP)
+    supervised = encode(format_answer(completion) + STOP)
     return prompt + supervised, len(prompt)
 
 
@@ -137,7 +169,8 @@ def pack_rows(
 
 
 def mixed_examples(
-    weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool
+    weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool,
+    example_format: str = "plain",
 ) -> Iterator[tuple[list[int], int]]:
     """An endless stream of encoded examples, each operation drawn with probability proportional to its weight."""
     names = [name for name, w in weights.items() if w > 0]
@@ -146,5 +179,6 @@ def mixed_examples(
     streams = {name: sample_problems(name, rng, held_out=held_out) for name in names}
     while True:
         name = names[int(rng.choice(len(names), p=p))]
-        a, b, result = next(streams[name])
-        yield encode_example(OPERATIONS[name].question(a, b), str(result), encode)
+        a, b, _ = next(streams[name])
+        op = OPERATIONS[name]
+        yield encode_example(op.question(a, b), op.completion(a, b, example_format), encode)

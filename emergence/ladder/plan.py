@@ -20,23 +20,24 @@ def model_size(width: int, n_ctx: int) -> ModelSize:
 
 
 @functools.lru_cache(maxsize=None)
-def mean_example_tokens(op_name: str, samples: int = 2000) -> float:
+def mean_example_tokens(op_name: str, example_format: str = "plain", samples: int = 2000) -> float:
     """Mean length in tokens (= characters) of one training example of an operation, its stop included."""
     rng = np.random.default_rng(0)
+    op = data.OPERATIONS[op_name]
     problems = data.sample_problems(op_name, rng, held_out=False)
-    question = data.OPERATIONS[op_name].question
-    lengths = [len(data.format_query(question(a, b)) + data.format_answer(str(r)) + data.STOP)
-               for a, b, r, in itertools.islice(problems, samples)]
+    lengths = [len(data.format_query(op.question(a, b)) + data.format_answer(op.completion(a, b, example_format))
+                   + data.STOP) for a, b, _ in itertools.islice(problems, samples)]
     return float(np.mean(lengths))
 
 
-def total_steps(train_tokens: int, batch_rows: int, examples_per_row: int, operations: dict[str, float]) -> int:
+def total_steps(train_tokens: int, batch_rows: int, examples_per_row: int, operations: dict[str, float],
+                example_format: str = "plain") -> int:
     """Optimizer steps for a token budget (the tokens actually seen are counted during training).
 
     Row r holds 1 + r % examples_per_row examples, so a row holds (examples_per_row + 1) / 2 on average.
     """
     weight = sum(operations.values())
-    per_example = sum(w / weight * mean_example_tokens(op) for op, w in operations.items() if w > 0)
+    per_example = sum(w / weight * mean_example_tokens(op, example_format) for op, w in operations.items() if w > 0)
     separator = len(data.EXAMPLE_SEPARATOR) - len(data.STOP)
     per_row = (examples_per_row + 1) / 2 * (per_example + separator) - separator
     return max(1, math.ceil(train_tokens / (batch_rows * per_row)))

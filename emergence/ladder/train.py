@@ -45,6 +45,7 @@ class TrainSettings:
     first_checkpoint_fraction: float = 1 / 16
     operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
     examples_per_row: int = 1  # >1 puts examples behind earlier ones, as in k-shot prompts
+    example_format: str = "plain"  # or "scratchpad": per-digit work with carries before the answer
     heldout_rows: int = 64
     threads: int = 1
     loss_explosion: float = 20.0  # a loss above this (ln(99) ~ 4.6 is chance) counts as diverged
@@ -58,7 +59,8 @@ class TrainSettings:
 
     @property
     def total_steps(self) -> int:
-        return plan.total_steps(self.train_tokens, self.batch_rows, self.examples_per_row, dict(self.operations))
+        return plan.total_steps(self.train_tokens, self.batch_rows, self.examples_per_row, dict(self.operations),
+                                self.example_format)
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -81,7 +83,8 @@ def learning_rate(step: int, s: TrainSettings) -> float:
 
 def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
     rng = np.random.default_rng(seed)
-    examples = data.mixed_examples(dict(s.operations), rng, encode, held_out=held_out)
+    examples = data.mixed_examples(dict(s.operations), rng, encode, held_out=held_out,
+                                   example_format=s.example_format)
     separator = encode(data.EXAMPLE_SEPARATOR.removeprefix(data.STOP))  # each example already ends in STOP
     return data.pack_rows(examples, n_rows, s.n_ctx, separator, pad_id=0, max_examples=s.examples_per_row)
 
