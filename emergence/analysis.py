@@ -154,6 +154,7 @@ def scale_points(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in finals.groupby(SCALE_KEYS, sort=True):
         row = {**dict(zip(SCALE_KEYS, key)), "n_seeds": len(group)}
+        row["shape"] = row["size"].removeprefix(f"{row['family']}-")  # e.g. d96L2: comparable across families
         row.update({column: group[column].mean() for column in SCALE_COLUMNS})
         for metric in METRICS:
             values = group[metric].to_numpy(dtype=float)
@@ -239,4 +240,55 @@ def write_emergence_tables(cells_path, csv_out, md_out, tex_out, pl_out, *, marg
                                       label="tab:emergence"))
     with atomic_path(pl_out) as tmp:
         pl_deviation(cells).to_csv(tmp, index=False)
+    return table
+
+
+def _select(points: pd.DataFrame, selector: dict, task: str) -> pd.DataFrame:
+    rows = points[(points.task == task) & (points.strategy == selector["strategy"])]
+    return rows[rows.family == selector["family"]] if "family" in selector else rows
+
+
+def augmentation_table(cells: pd.DataFrame, comparisons: list[dict], metric: str = "exact_match") -> pd.DataFrame:
+    """Per comparison x task x model shape: the metric with and without the augmentation (seed means), their
+    difference with a 95% interval (half-widths of the two sides' intervals combined in quadrature), and
+    `helps_from_flops` / `helps_from_params`: the smallest shape from which the difference's lower bound stays
+    above 0 for every larger shape (Figure 3 of Wei et al. 2022: prompting that helps only above a scale)."""
+    points = scale_points(cells)
+    rows = []
+    for comparison in comparisons:
+        for task in sorted(points.task.unique()):
+            on = _select(points, comparison["with"], task)
+            off = _select(points, comparison["without"], task)
+            keys = ["shape"] if "family" in comparison["with"] or "family" in comparison["without"] else ["shape", "family"]
+            both = on.merge(off, on=keys, suffixes=("_with", "_without")).sort_values("params_with", ignore_index=True)
+            if both.empty:
+                continue
+            half = np.hypot((both[f"{metric}_ci_high_with"] - both[f"{metric}_ci_low_with"]) / 2,
+                            (both[f"{metric}_ci_high_without"] - both[f"{metric}_ci_low_without"]) / 2)
+            diff = both[f"{metric}_with"] - both[f"{metric}_without"]
+            index = emergence_index(diff.to_numpy(), (diff - half).to_numpy(), baseline=0.0, margin=0.0)
+            for i, row in both.iterrows():
+                rows.append({
+                    "comparison": comparison["name"], "task": task, "metric": metric, "shape": row["shape"],
+                    "params": row["params_with"], "train_flops": row["train_flops_with"],
+                    "n_seeds": int(min(row["n_seeds_with"], row["n_seeds_without"])),
+                    "with": row[f"{metric}_with"], "without": row[f"{metric}_without"],
+                    "difference": diff[i], "difference_ci_low": diff[i] - half[i], "difference_ci_high": diff[i] + half[i],
+                    "helps_from_flops": both.train_flops_with[index] if index is not None else np.nan,
+                    "helps_from_params": both.params_with[index] if index is not None else np.nan,
+                })
+    return pd.DataFrame(rows, columns=[
+        "comparison", "task", "metric", "shape", "params", "train_flops", "n_seeds", "with", "without", "difference",
+        "difference_ci_low", "difference_ci_high", "helps_from_flops", "helps_from_params"])
+
+
+def write_augmentation(cells_path, comparisons: list[dict], csv_out, md_out) -> pd.DataFrame:
+    """The augmentation table as CSV and Markdown."""
+    from emergence.io import atomic_path
+
+    table = augmentation_table(pd.read_parquet(cells_path), comparisons)
+    with atomic_path(csv_out) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(md_out) as tmp:
+        tmp.write_text(table.to_markdown(index=False, floatfmt=".3g"))
     return table

@@ -129,6 +129,21 @@ def _semantic_problems(config: dict) -> list[str]:
                 if op not in data.OPERATIONS:
                     problems.append(f"models[{i}].operations: unknown operation {op!r}; valid: "
                                     f"{', '.join(data.OPERATIONS)}.{_suggest(op, data.OPERATIONS)}")
+    families = {m["name"]: m for m in config["models"]}
+    for i, family in enumerate(config["models"]):
+        for name in family.get("strategies") or []:
+            if name not in config["strategies"]:
+                problems.append(f"models[{i}].strategies names {name!r}, which is not in strategies "
+                                f"({', '.join(config['strategies'])}).")
+    for i, comparison in enumerate(config["comparisons"]):
+        for side in ("with", "without"):
+            selector = comparison[side]
+            if selector["strategy"] not in config["strategies"]:
+                problems.append(f"comparisons[{i}].{side}.strategy {selector['strategy']!r} is not in strategies "
+                                f"({', '.join(config['strategies'])}).")
+            if "family" in selector and selector["family"] not in families:
+                problems.append(f"comparisons[{i}].{side}.family {selector['family']!r} is not a model family "
+                                f"({', '.join(families)}).")
     tasks = known_tasks()
     for task in config["tasks"]:
         if task not in tasks:

@@ -150,3 +150,29 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
             ax.set_visible(False)
         axes.flat[0].legend(frameon=False)
         _save(fig, png, pdf)
+
+
+def augmentation_figure(cells: pd.DataFrame, table: pd.DataFrame, comparisons: list[dict], png, pdf) -> None:
+    """A Figure-3-style plot: for each augmented strategy (and task), exact match against training FLOPs with and
+    without it (seed means; shaded: spread over seeds); the dotted line marks the scale from which it helps."""
+    from emergence.analysis import _select, scale_points
+
+    points = scale_points(cells)
+    panels = list(table.groupby(["comparison", "task"], sort=False))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 0.4, 2.7), squeeze=False,
+                                 layout="constrained")
+        by_name = {c["name"]: c for c in comparisons}
+        for ax, ((name, task), rows) in zip(axes.flat, panels):
+            for side, color, style in (("with", COLORS[0], "-"), ("without", COLORS[1], "--")):
+                selector = by_name[name][side]
+                line = _select(points, selector, task).sort_values("train_flops")
+                label = f"{selector['strategy']}" + (f" ({selector['family']})" if "family" in selector else "")
+                ax.plot(line.train_flops, line.exact_match, color=color, ls=style, marker="o", ms=3.5, label=label)
+                _seed_band(ax, line, "train_flops", "exact_match", color)
+            if np.isfinite(rows.helps_from_flops.iloc[0]):
+                ax.axvline(rows.helps_from_flops.iloc[0], color="gray", ls=":", lw=1, label="helps from")
+            ax.set(xscale="log", ylim=(-0.03, 1.03), xlabel="Training FLOPs", ylabel="Exact match",
+                   title=f"{name}\n{task}")
+            ax.legend(frameon=False, loc="upper left")
+        _save(fig, png, pdf)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emergence.config import task_settings
 from emergence.ladder import plan
-from emergence.strategies import load_strategy
+from emergence.strategies import KSHOT, load_strategy
 
 # Files whose content defines the code version (the results they produce change when these do).
 CODE_GLOBS = ("emergence/**/*.py", "emergence/**/*.yaml", "rules/*.smk", "scripts/*.py", "Snakefile")
@@ -56,8 +56,12 @@ class StudyPlan:
     tasks: dict = field(default_factory=dict)  # task key -> {task, settings}
     strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
 
+    comparisons: list = field(default_factory=list)  # [{name, with: {strategy, family?}, without: {...}}]
+
     def cells(self) -> list[tuple[str, str, str]]:
-        return [(r, t, s) for r in self.runs for t in self.tasks for s in self.strategies]
+        """(run key, task key, strategy key) for every cell; a family may restrict its strategies."""
+        return [(r, t, s) for r, run in self.runs.items() for t in self.tasks for s, spec in self.strategies.items()
+                if run["strategies"] is None or spec["name"] in run["strategies"]]
 
 
 def ladder_runs(family: dict) -> dict:
@@ -72,6 +76,7 @@ def ladder_runs(family: dict) -> dict:
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
             runs[keyed(run, run_settings)] = {
                 "family": family["name"],
+                "strategies": family.get("strategies"),
                 "run": run,
                 "settings": run_settings,
                 "model_ids": [plan.checkpoint_id(run, step) for step in steps],
@@ -91,4 +96,19 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     for name in config["strategies"]:
         spec = load_strategy(name, config["strategy_dirs"]).spec()
         study.strategies[keyed(name, spec)] = spec
+    study.comparisons = config["comparisons"] + automatic_comparisons(config)
     return study
+
+
+def automatic_comparisons(config: dict) -> list[dict]:
+    """Every augmented strategy against 0shot on each family that runs both (explicit ones come first)."""
+    out = []
+    for family in config["models"]:
+        names = family.get("strategies") or config["strategies"]
+        if "0shot" not in names:
+            continue
+        for name in names:
+            if not KSHOT.match(name):
+                out.append({"name": f"{name} ({family['name']})", "with": {"strategy": name, "family": family["name"]},
+                            "without": {"strategy": "0shot", "family": family["name"]}})
+    return out

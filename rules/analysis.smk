@@ -82,3 +82,24 @@ rule grid_figure:
         "../envs/emergence.yaml"
     script:
         "../scripts/grid_figure.py"
+
+
+rule augmentation:
+    """Figure-3 analogue: each augmented strategy against its baseline per model shape, and from which scale it helps."""
+    input:
+        cells=f"{VERSION_DIR}/cells.parquet",
+    output:
+        csv=report(f"{VERSION_DIR}/tables/augmentation.csv", caption="../report/augmentation_table.rst",
+                   category="Augmented prompting"),
+        md=f"{VERSION_DIR}/tables/augmentation.md",
+        png=report(f"{VERSION_DIR}/figures/augmentation.png", caption="../report/augmentation.rst",
+                   category="Augmented prompting"),
+        pdf=f"{VERSION_DIR}/figures/augmentation.pdf",
+    log:
+        f"{VERSION_DIR}/logs/augmentation.log",
+    params:
+        comparisons=PLAN.comparisons,
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/augmentation.py"

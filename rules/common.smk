@@ -59,6 +59,8 @@ def final_outputs():
         f"{VERSION_DIR}/figures/pl_check.png",
         f"{VERSION_DIR}/figures/pl_check.pdf",
         *task_figures(),
+        *([f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
+          if PLAN.comparisons else []),
     ]
 
 

@@ -101,3 +101,17 @@ def test_one_seed_keeps_the_sampling_interval_and_emergence_uses_seed_means():
     exact = table[table.metric == "exact_match"].iloc[0]
     assert exact.n_seeds == 3 and exact.emerged
     assert exact.emergence_flops == pytest.approx(1e11 * 1.01)  # mean FLOPs of the middle size's seeds
+
+
+def test_augmentation_helps_from_the_scale_where_its_interval_clears_zero():
+    plain = _cells({0: [0.0, 0.0, 0.05], 1: [0.0, 0.01, 0.0], 2: [0.0, 0.0, 0.02]})
+    augmented = _cells({0: [0.0, 0.4, 0.9], 1: [0.01, 0.5, 0.95], 2: [0.0, 0.45, 0.85]})
+    augmented["family"], augmented["strategy"] = "scratch", "scratchpad"
+    augmented["run"] = augmented.run.str.replace("ladder-", "scratch-")
+    comparison = {"name": "scratchpad", "with": {"family": "scratch", "strategy": "scratchpad"},
+                  "without": {"family": "ladder", "strategy": "0shot"}}
+    table = analysis.augmentation_table(pd.concat([plain, augmented]), [comparison])
+    assert list(table["shape"]) == ["d0L1", "d1L1", "d2L1"]
+    assert table.difference.round(3).tolist() == [0.003, 0.447, 0.877]
+    assert table.difference_ci_low.iloc[0] < 0 < table.difference_ci_low.iloc[1]
+    assert (table.helps_from_params == 10).all() and (table.n_seeds == 3).all()
