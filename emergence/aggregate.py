@@ -45,9 +45,9 @@ def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> n
 
 
 def task_table(task_dirs: list[str | Path]) -> pd.DataFrame:
-    rows = [read_json(Path(d) / "task.json") for d in task_dirs]
-    return pd.DataFrame([{"task": r["task"], "metric": r["metric"], "random_baseline": r["random_baseline"]}
-                         for r in rows])
+    """Per task, its paper metric (the chance level comes with each sample: it depends on the strategy)."""
+    return pd.DataFrame([{"task": meta["task"], "metric": meta["metric"]}
+                         for meta in (read_json(Path(d) / "task.json") for d in task_dirs)])
 
 
 def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
@@ -61,7 +61,11 @@ def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
     for name, values in per_sample.items():
         low, high = metrics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
         row.update({name: values.mean(), f"{name}_ci_low": low, f"{name}_ci_high": high})
+    judged = group.p_true.notna().all()
     row.update({
+        "brier": metrics.brier(group.p_true, group.label_true) if judged else np.nan,
+        "ece": metrics.expected_calibration_error(group.p_true, group.label_true) if judged else np.nan,
+        "random_baseline": group.random_baseline.iloc[0],
         "target_ce_total": (-group.target_logprob).mean(),
         "target_tokens_mean": group.target_tokens.mean(),
         "p_all_tokens": metrics.p_all_tokens(group.target_logprob).mean(),

@@ -157,6 +157,18 @@ def _semantic_problems(config: dict) -> list[str]:
         except ValueError as err:
             problems.append(str(err))
             continue
+        for i, family in enumerate(config["models"]):
+            if family["source"] != "ladder" or name not in (family.get("strategies") or config["strategies"]):
+                continue
+            for task in set(config["tasks"]) & set(tasks):
+                if strategy.kind == "generate" and strategy.completion not in task_fields(task):
+                    continue  # reported below
+                need = ladder_context_tokens(task, strategy)
+                if need > family["n_ctx"]:
+                    problems.append(f"strategy {name!r} on task {task!r} needs up to {need} tokens of context (prompt "
+                                    f"and generation), more than models[{i}] ({family['name']}) n_ctx="
+                                    f"{family['n_ctx']}; raise n_ctx or leave the strategy out of "
+                                    f"models[{i}].strategies.")
         for task in config["tasks"]:
             if task in tasks and strategy.completion not in task_fields(task):
                 problems.append(f"strategy {name!r} needs the document field {strategy.completion!r}, which task "
@@ -171,7 +183,31 @@ def _semantic_problems(config: dict) -> list[str]:
 def task_fields(task: str) -> list[str]:
     """The document fields a task provides (what strategies may build completions from)."""
     op = data.OPERATIONS[task]
-    return ["answer", "question", *(["scratchpad"] if op.scratchpad(*[op.operand_range()[0]] * 2) else [])]
+    a = op.operand_range()[0]
+    optional = {"scratchpad": op.scratchpad(a, a), "rationale": op.rationale(a, a)}
+    return ["answer", "proposed", "proposed_correct", "question",
+            *(name for name, value in optional.items() if value is not None)]
+
+
+def ladder_context_tokens(task: str, strategy) -> int:
+    """The longest prompt plus generation of `strategy` on an arithmetic task, in ladder (character) tokens:
+    instruction, k exemplars, the query and max_gen_toks (lm-eval silently cuts prompts that do not fit)."""
+    from emergence.tasks.views import P_TRUE_QUERY
+
+    op = data.OPERATIONS[task]
+    top = op.operand_range()[1] - 1
+    question = op.question(top, top)
+    if strategy.kind == "p_true":
+        query = len(P_TRUE_QUERY.format(question=question, proposed=op.apply(top, top) + 9))
+        shot, generated = query + len(" False"), len(" False")
+    else:
+        query = len(data.format_query(question))
+        field = {"answer": str(op.apply(top, top)), "scratchpad": op.scratchpad(top, top),
+                 "rationale": op.rationale(top, top)}[strategy.completion]
+        shot, generated = query + len(data.format_answer(field)), strategy.max_gen_toks
+    separator = len(data.EXAMPLE_SEPARATOR)
+    instruction = len(strategy.instruction) + separator if strategy.instruction else 0
+    return instruction + strategy.num_fewshot * (shot + separator) + query + generated
 
 
 def task_settings(config: dict, task: str) -> dict:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from emergence.io import atomic_path, read_json
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = [
     "model", "task", "strategy", "doc_id", "prompt", "target", "completion", "generation", "answer", "exact_match",
-    "target_logprob", "target_tokens", "is_greedy",
+    "target_logprob", "target_tokens", "is_greedy", "random_baseline", "p_true", "label_true",
 ]
 
 
@@ -86,7 +87,12 @@ def evaluate_cells(
             fewshot_random_seed=seed,
             verbosity="WARNING",
         )
-        frame = samples_frame(results["samples"], views, lm)
+        if "mc" in views:
+            frame = p_true_frame(results["samples"][views["mc"]], lm)
+        else:
+            frame = samples_frame(results["samples"], views, lm)
+            frame["random_baseline"] = task_meta["random_baseline"]
+            frame["p_true"] = frame["label_true"] = float("nan")
         frame.insert(0, "model", model_meta["model_id"])
         frame.insert(1, "task", task_meta["task"])
         frame.insert(2, "strategy", strategy.name)
@@ -132,5 +138,33 @@ def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
             "target_logprob": float(logprob),
             "target_tokens": len(continuation_ids),
             "is_greedy": bool(is_greedy),
+        })
+    return pd.DataFrame(rows)
+
+
+def p_true_frame(samples: list[dict], lm) -> pd.DataFrame:
+    """One row per document of a P(True) view: the judgement as an answer (`exact_match` is its accuracy), the
+    gold choice's log-likelihood, and P(True) normalised over the two choices with the truth of the proposal."""
+    rows = []
+    for s in sorted(samples, key=lambda s: s["doc_id"]):
+        (context, _), choices = s["arguments"][0], [arg[1] for arg in s["arguments"]]
+        logprobs = [resp[0][0] for resp in s["resps"]]
+        gold = int(s["target"])
+        p_true = float(np.exp(logprobs[0]) / np.exp(logprobs).sum())
+        _, gold_ids = lm._encode_pair(context, choices[gold])
+        rows.append({
+            "doc_id": int(s["doc_id"]),
+            "prompt": context,
+            "target": choices[gold].strip(),
+            "completion": choices[gold].strip(),
+            "generation": choices[int(np.argmax(logprobs))],
+            "answer": choices[int(np.argmax(logprobs))].strip(),
+            "exact_match": float(s["acc"]),
+            "target_logprob": float(logprobs[gold]),
+            "target_tokens": len(gold_ids),
+            "is_greedy": bool(s["resps"][gold][0][1]),
+            "random_baseline": 1 / len(choices),
+            "p_true": p_true,
+            "label_true": float(gold == 0),
         })
     return pd.DataFrame(rows)

@@ -59,3 +59,17 @@ def edit_distance(a: list, b: list) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
     return previous[-1]
+
+
+def brier(p_true: np.ndarray, label: np.ndarray) -> float:
+    """Mean squared error of P(True) against the truth: calibration and sharpness in one number (lower is better)."""
+    return float(np.mean((np.asarray(p_true, float) - np.asarray(label, float)) ** 2))
+
+
+def expected_calibration_error(p_true: np.ndarray, label: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width confidence bins: the gap between stated probability and observed frequency,
+    weighted by bin size (Kadavath et al. 2022 report it for P(True))."""
+    p, y = np.asarray(p_true, float), np.asarray(label, float)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
+                     for b in range(bins) if (which == b).any()))

@@ -28,6 +28,9 @@ COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def _save(fig, png: str | Path, pdf: str | Path) -> None:
+    for ax in fig.axes:  # log axes spanning under a decade label minor ticks, which then overlap
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for path in (png, pdf):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, bbox_inches="tight", metadata={"CreationDate": None} if str(path).endswith(".pdf") else None)
@@ -73,7 +76,8 @@ def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | P
             ax_em.scatter(rest.train_flops, rest.exact_match, s=12, facecolors="none", edgecolors=color, alpha=0.6)
             ax_ce.scatter(rest.train_flops, rest.target_ce_per_token, s=12, facecolors="none", edgecolors=color,
                           alpha=0.6)
-        ax_em.axhline(sub.random_baseline.iloc[0], color="gray", ls="--", lw=1, label="random")
+        for baseline in sub.random_baseline.unique():
+            ax_em.axhline(baseline, color="gray", ls="--", lw=1, label="random")
         ax_em.set(xscale="log", xlabel="Training FLOPs", ylabel="Exact match (%)", ylim=(-0.03, 1.03),
                   title=f"{task}: exact match")
         ax_em.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -141,7 +145,8 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
                     at = line.loc[np.isclose(line.train_flops, row.emergence_flops.iloc[0]), x]
                     ax.axvline(at.iloc[0], color=color, ls=":", lw=1)
             if metric == "exact_match":
-                ax.axhline(sub.random_baseline.iloc[0], color="gray", ls="--", lw=1, label="random")
+                for baseline in sub.random_baseline.unique():
+                    ax.axhline(baseline, color="gray", ls="--", lw=1, label="random")
                 ax.set_ylim(-0.03, 1.03)
             ax.set(title=task, xscale="log" if log_x else "linear", xlabel=x_label, ylabel=METRIC_LABELS[metric])
             if invert:

@@ -101,14 +101,15 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
 
 
 def automatic_comparisons(config: dict) -> list[dict]:
-    """Every augmented strategy against 0shot on each family that runs both (explicit ones come first)."""
+    """Every augmented strategy against 0shot on each family that runs both (explicit ones come first); P(True)
+    judges answers rather than giving them, so it is reported by its calibration instead."""
     out = []
     for family in config["models"]:
         names = family.get("strategies") or config["strategies"]
         if "0shot" not in names:
             continue
         for name in names:
-            if not KSHOT.match(name):
+            if not KSHOT.match(name) and load_strategy(name, config["strategy_dirs"]).kind == "generate":
                 out.append({"name": f"{name} ({family['name']})", "with": {"strategy": name, "family": family["name"]},
                             "without": {"strategy": "0shot", "family": family["name"]}})
     return out

@@ -28,7 +28,7 @@ def test_default_config_is_valid_and_gets_defaults():
         (lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'"),
         (lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis"),
         (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'; valid tasks: addition_3digit"),
-        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, instruction, scratchpad"),
+        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, cot, instruction, p_true, scratchpad"),
         (lambda c: c["models"][0].update(source="hub"), "models\\[0\\].source = 'hub' is not valid; choose one of ladder"),
         (lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range"),
         (lambda c: c["models"][0].update(train_tokens="many"), "train_tokens must be of type integer"),
@@ -43,3 +43,11 @@ def test_default_config_is_valid_and_gets_defaults():
 def test_bad_config_names_the_problem(mutate, message):
     with pytest.raises(ConfigError, match=message):
         check(mutate)
+
+
+def test_a_strategy_too_long_for_the_ladder_context_is_refused():
+    with pytest.raises(ConfigError, match="strategy 'cot' on task 'addition_3digit' needs up to \\d+ tokens.*n_ctx=128"):
+        check(lambda c: c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"]))
+    config = check(lambda c: (c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"]),
+                              c["models"][0].update(n_ctx=1024)))
+    assert config["strategies"] == ["0shot", "cot"]

@@ -38,3 +38,11 @@ def test_seed_for_is_stable_across_processes():
                                               ("1579", "579", 1), ("", "579", 3), ("975", "579", 2)])
 def test_edit_distance(a, b, distance):
     assert metrics.edit_distance(list(a), list(b)) == distance
+
+
+def test_calibration_metrics():
+    label = np.array([1, 0, 1, 0])
+    assert metrics.brier(label, label) == 0.0
+    assert metrics.brier(np.full(4, 0.5), label) == pytest.approx(0.25)
+    assert metrics.expected_calibration_error(np.full(4, 0.5), label) == pytest.approx(0.0)  # 0.5 said, 50% true
+    assert metrics.expected_calibration_error(np.full(4, 0.9), label) == pytest.approx(0.4)

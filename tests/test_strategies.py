@@ -20,7 +20,7 @@ def test_a_users_strategy_yaml_is_found_and_bad_keys_are_named(tmp_path):
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"num_fewshots": 1}))
     with pytest.raises(ValueError, match=r"unknown keys \['num_fewshots'\]; valid keys: answer_pattern"):
         load_strategy("typo", [tmp_path])
-    with pytest.raises(ValueError, match="unknown strategy 'nope'; valid: <k>shot, instruction, scratchpad, terse"):
+    with pytest.raises(ValueError, match="unknown strategy 'nope'; valid: <k>shot, cot, instruction, p_true, scratchpad, terse"):
         load_strategy("nope", [tmp_path])
 
 

@@ -122,3 +122,19 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_adding_a_strategy_yaml_adds_only_its_cells(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "terse.yaml").write_text("instruction: Reply with digits only.\n")
+    changed = {**SMOKE, "strategies": [*SMOKE["strategies"], "terse"], "strategy_dirs": [str(tmp_path / "strategies")]}
+    config = tmp_path / "more.yaml"
+    config.write_text(yaml.safe_dump(changed))
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config))
+    counts = job_counts(proc.stdout + proc.stderr)
+    ladder = SMOKE["models"][0]
+    assert counts.get("train_ladder", 0) == 0 and counts.get("make_task", 0) == 0
+    assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["tasks"])
+    evaluated = re.findall(r"output: (results/cells/\S+\.parquet)", proc.stdout)
+    assert evaluated and all("/terse-" in path for path in evaluated)

@@ -53,6 +53,18 @@ class Operation:
             carry = total // 10
         return f"{' '.join(steps)} | {a + b}"
 
+    def rationale(self, a: int, b: int) -> str | None:
+        """A chain of thought in words ending in "The answer is N." (None where undefined: only addition)."""
+        if self.apply is not operator.add:
+            return None
+        sentences, carry = ["Add the digits from the right."], 0
+        for x, y in zip(reversed(f"{a:0{self.digits}d}"), reversed(f"{b:0{self.digits}d}")):
+            total = int(x) + int(y) + carry
+            terms = f"{x} plus {y}" + (f" plus {carry}" if carry else "")
+            sentences.append(f"{terms} is {total}" + (", carry 1." if total >= 10 else "."))
+            carry = total // 10
+        return " ".join([*sentences, f"The answer is {a + b}."])
+
     def completion(self, a: int, b: int, example_format: str) -> str:
         """What follows the query: the answer ("plain") or the scratchpad ending in the answer."""
         if example_format == "plain":
@@ -78,6 +90,18 @@ def is_held_out(op_name: str, a: int, b: int) -> bool:
     """True for the fixed tenth of problems reserved for evaluation (a stable hash, not a seed)."""
     digest = hashlib.blake2b(f"{op_name}:{a}:{b}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % 1000 < HELD_OUT_PER_MILLE
+
+
+def proposal(op_name: str, a: int, b: int) -> tuple[int, bool]:
+    """A proposed answer for P(True) prompting (Kadavath et al. 2022) and whether it is right: half the problems
+    (by a stable hash) get the true result, the others a wrong one close to it (one digit off by 1-9)."""
+    result = OPERATIONS[op_name].apply(a, b)
+    h = int.from_bytes(hashlib.blake2b(f"proposal:{op_name}:{a}:{b}".encode(), digest_size=8).digest(), "little")
+    if h % 2 == 0:
+        return result, True
+    place = 10 ** ((h >> 1) % len(str(abs(result))))
+    delta = (1 + (h >> 8) % 9) * place * (1 if (h >> 16) % 2 else -1)
+    return result + delta, False
 
 
 def format_query(question: str) -> str:
@@ -119,6 +143,10 @@ def held_out_items(op_name: str, n: int, seed: int) -> list[dict]:
         item = {"question": op.question(a, b), "answer": str(result), "a": a, "b": b}
         if (trace := op.scratchpad(a, b)) is not None:
             item["scratchpad"] = trace
+        if (rationale := op.rationale(a, b)) is not None:
+            item["rationale"] = rationale
+        proposed, correct = proposal(op_name, a, b)
+        item.update(proposed=str(proposed), proposed_correct=correct)
         items.append(item)
         if len(items) == n:
             return items

@@ -11,12 +11,14 @@ from pathlib import Path
 import yaml
 
 KSHOT = re.compile(r"^(\d+)shot$")
+KINDS = ("generate", "p_true")
 BUILTIN_DIR = Path(__file__).parent
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
+    kind: str = "generate"  # or "p_true": judge a proposed answer True/False (calibration, Kadavath et al. 2022)
     num_fewshot: int = 0
     instruction: str | None = None  # a task description placed before the prompt (lm-eval `description`)
     completion: str = "answer"  # document field of the gold completion: the answer, or a trace ending in it
@@ -46,6 +48,8 @@ def load_strategy(name: str, dirs=()) -> Strategy:
             known = {f.name for f in fields(Strategy)} - {"name"}
             if unknown := sorted(set(spec) - known):
                 raise ValueError(f"strategy file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
+            if spec.get("kind", "generate") not in KINDS:
+                raise ValueError(f"strategy file {path}: kind {spec['kind']!r} is not one of {', '.join(KINDS)}")
             return Strategy(name=name, **spec)
     raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(available(dirs))} "
                      f"(add <name>.yaml to a folder listed in strategy_dirs for your own)")

@@ -1,0 +1,43 @@
+"""lm-eval on a real (tiny) ladder checkpoint under strategies of each kind."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emergence.evaluate import SAMPLE_COLUMNS, evaluate_cells
+from emergence.ladder.train import TrainSettings, train_ladder_run
+from emergence.strategies import load_strategy
+from emergence.tasks.arithmetic import write_arithmetic_task
+
+
+@pytest.fixture(scope="module")
+def model_and_task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 1,
+                                          "operations": {"addition_3digit": 1.0}})
+    train_ladder_run(settings, root / "model")
+    write_arithmetic_task("addition_3digit", root / "task", n_eval=6, n_fewshot_pool=4, seed=0)
+    return root
+
+
+def test_p_true_cells_record_calibrated_judgements(model_and_task):
+    root = model_and_task
+    table = evaluate_cells(root / "model", root / "task", load_strategy("p_true"), root / "p_true.parquet")
+    docs = [json.loads(line) for line in (root / "task/test.jsonl").read_text().splitlines()]
+    assert list(table.columns) == SAMPLE_COLUMNS and len(table) == 6
+    assert table.p_true.between(0, 1).all() and (table.random_baseline == 0.5).all()
+    assert table.label_true.tolist() == [float(d["proposed_correct"]) for d in docs]
+    assert (table.target == np.where(table.label_true == 1, "True", "False")).all()
+    assert ((table.answer == table.target) == (table.exact_match == 1)).all()
+    assert all(f"Proposed answer: {d['proposed']}" in p for d, p in zip(docs, table.prompt))
+
+
+def test_scratchpad_cells_score_the_extracted_answer_and_the_whole_trace(model_and_task):
+    root = model_and_task
+    table = evaluate_cells(root / "model", root / "task", load_strategy("scratchpad"), root / "scratch.parquet")
+    docs = [json.loads(line) for line in (root / "task/test.jsonl").read_text().splitlines()]
+    assert table.completion.tolist() == [d["scratchpad"] for d in docs]
+    assert table.target.tolist() == [d["answer"] for d in docs]
+    assert (table.target_tokens == table.completion.str.len() + 1).all()  # the whole trace is scored
+    assert table.p_true.isna().all() and (table.random_baseline == 0).all()
