@@ -51,7 +51,8 @@ LADDER_TRAINING_KEYS = (
 @dataclass
 class StudyPlan:
     study: str
-    version: str
+    version: str  # <config hash>-<code hash>
+    code_hash: str
     runs: dict = field(default_factory=dict)  # run key -> {family, run, settings, model_ids}
     tasks: dict = field(default_factory=dict)  # task key -> {task, settings}
     strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
@@ -86,8 +87,8 @@ def ladder_runs(family: dict) -> dict:
 
 def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     """The study's runs, tasks and strategies with their keys, and its version (config + code)."""
-    version = f"{short_hash(config)}-{code_hash(basedir)[:8]}"
-    study = StudyPlan(study=config["study"], version=version)
+    code = code_hash(basedir)
+    study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code[:8]}", code_hash=code)
     for family in config["models"]:
         study.runs.update(ladder_runs(family))
     for task in config["tasks"]:

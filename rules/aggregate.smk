@@ -34,7 +34,7 @@ rule manifest:
     params:
         config=config,
         version=PLAN.version,
-        code_hash=CODE_HASH,
+        code_hash=PLAN.code_hash,
         basedir=workflow.basedir,
     conda:
         "../envs/emergence.yaml"

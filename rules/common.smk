@@ -4,7 +4,7 @@ from snakemake.utils import min_version, validate
 
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
-from emergence.study import code_hash, plan_study
+from emergence.study import plan_study
 
 min_version("9.0")
 
@@ -15,7 +15,6 @@ check_config(config)
 validate(config, str(SCHEMA_PATH))
 
 PLAN = plan_study(config, workflow.basedir)
-CODE_HASH = code_hash(workflow.basedir)
 STUDY_DIR = f"results/{PLAN.study}"
 VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
 

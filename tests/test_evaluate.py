@@ -14,8 +14,8 @@ from emergence.tasks.arithmetic import write_arithmetic_task
 @pytest.fixture(scope="module")
 def model_and_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
-    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 1,
-                                          "operations": {"addition_3digit": 1.0}})
+    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 1, "n_ctx": 1024,
+                                          "operations": {"addition_3digit": 1.0}})  # room for cot prompts
     train_ladder_run(settings, root / "model")
     write_arithmetic_task("addition_3digit", root / "task", n_eval=6, n_fewshot_pool=4, seed=0)
     return root
@@ -41,3 +41,13 @@ def test_scratchpad_cells_score_the_extracted_answer_and_the_whole_trace(model_a
     assert table.target.tolist() == [d["answer"] for d in docs]
     assert (table.target_tokens == table.completion.str.len() + 1).all()  # the whole trace is scored
     assert table.p_true.isna().all() and (table.random_baseline == 0).all()
+
+
+def test_cot_prompts_show_worked_rationales_and_extract_the_final_answer(model_and_task):
+    root = model_and_task
+    table = evaluate_cells(root / "model", root / "task", load_strategy("cot"), root / "cot.parquet")
+    assert (table.prompt.str.count("The answer is") == 2).all()  # two worked exemplars before each query
+    assert table.completion.str.startswith("Add the digits from the right.").all()
+    assert all(c.endswith(f"The answer is {t}.") for c, t in zip(table.completion, table.target))
+    extracted = table.generation.str.extract(r"The answer is (-?\d+)", expand=False).fillna("")
+    assert (table.answer == extracted).all()
