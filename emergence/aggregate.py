@@ -36,10 +36,11 @@ def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> n
     out = np.zeros(len(samples), dtype=np.int64)
     for model, index in samples.groupby("model").groups.items():
         tokenizer = AutoTokenizer.from_pretrained(model_dirs[model])
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
         rows = samples.loc[index]
         out[samples.index.get_indexer(index)] = [
-            metrics.edit_distance(encode(answer), encode(target)) for answer, target in zip(rows.answer, rows.target)
+            metrics.edit_distance(tokenizer.encode(answer, add_special_tokens=False),
+                                  tokenizer.encode(target, add_special_tokens=False))
+            for answer, target in zip(rows.answer, rows.target)
         ]
     return out
 

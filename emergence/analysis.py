@@ -243,7 +243,8 @@ def write_emergence_tables(cells_path, csv_out, md_out, tex_out, pl_out, *, marg
     return table
 
 
-def _select(points: pd.DataFrame, selector: dict, task: str) -> pd.DataFrame:
+def select_points(points: pd.DataFrame, selector: dict, task: str) -> pd.DataFrame:
+    """The scale points of one side of a comparison: a strategy, on one family or on all."""
     rows = points[(points.task == task) & (points.strategy == selector["strategy"])]
     return rows[rows.family == selector["family"]] if "family" in selector else rows
 
@@ -257,8 +258,8 @@ def augmentation_table(cells: pd.DataFrame, comparisons: list[dict], metric: str
     rows = []
     for comparison in comparisons:
         for task in sorted(points.task.unique()):
-            on = _select(points, comparison["with"], task)
-            off = _select(points, comparison["without"], task)
+            on = select_points(points, comparison["with"], task)
+            off = select_points(points, comparison["without"], task)
             keys = ["shape"] if "family" in comparison["with"] or "family" in comparison["without"] else ["shape", "family"]
             both = on.merge(off, on=keys, suffixes=("_with", "_without")).sort_values("params_with", ignore_index=True)
             if both.empty:

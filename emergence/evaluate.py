@@ -1,8 +1,10 @@
 """Evaluate one cell group (a model run's checkpoints x one task x one strategy) through lm-eval's Python API.
 
-Both views of the task run in one `simple_evaluate` call on the same documents and few-shot exemplars; the
-generative view gives `generation`/`exact_match`, the likelihood view `target_logprob`/`is_greedy`. One row per
-checkpoint x document is written to a Parquet file; every derived metric can be recomputed from its raw columns.
+The strategy's lm-eval views (see `emergence.tasks.views`) run in one `simple_evaluate` call on the same
+documents and few-shot exemplars: the generative view gives `generation`/`answer`/`exact_match`, the likelihood
+view `target_logprob`/`is_greedy`; a P(True) strategy's single judgement view gives `p_true`/`label_true`. One row
+per checkpoint x document is written to a Parquet file; every derived metric can be recomputed from its raw
+columns.
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
 def augmentation_figure(cells: pd.DataFrame, table: pd.DataFrame, comparisons: list[dict], png, pdf) -> None:
     """A Figure-3-style plot: for each augmented strategy (and task), exact match against training FLOPs with and
     without it (seed means; shaded: spread over seeds); the dotted line marks the scale from which it helps."""
-    from emergence.analysis import _select, scale_points
+    from emergence.analysis import scale_points, select_points
 
     points = scale_points(cells)
     panels = list(table.groupby(["comparison", "task"], sort=False))
@@ -171,7 +171,7 @@ def augmentation_figure(cells: pd.DataFrame, table: pd.DataFrame, comparisons: l
         for ax, ((name, task), rows) in zip(axes.flat, panels):
             for side, color, style in (("with", COLORS[0], "-"), ("without", COLORS[1], "--")):
                 selector = by_name[name][side]
-                line = _select(points, selector, task).sort_values("train_flops")
+                line = select_points(points, selector, task).sort_values("train_flops")
                 label = f"{selector['strategy']}" + (f" ({selector['family']})" if "family" in selector else "")
                 ax.plot(line.train_flops, line.exact_match, color=color, ls=style, marker="o", ms=3.5, label=label)
                 _seed_band(ax, line, "train_flops", "exact_match", color)
