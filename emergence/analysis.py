@@ -260,7 +260,8 @@ def augmentation_table(cells: pd.DataFrame, comparisons: list[dict], metric: str
         for task in sorted(points.task.unique()):
             on = select_points(points, comparison["with"], task)
             off = select_points(points, comparison["without"], task)
-            keys = ["shape"] if "family" in comparison["with"] or "family" in comparison["without"] else ["shape", "family"]
+            pinned = "family" in comparison["with"] or "family" in comparison["without"]
+            keys = ["shape"] if pinned else ["shape", "family"]  # unpinned: compare within each family
             both = on.merge(off, on=keys, suffixes=("_with", "_without")).sort_values("params_with", ignore_index=True)
             if both.empty:
                 continue
@@ -274,7 +275,8 @@ def augmentation_table(cells: pd.DataFrame, comparisons: list[dict], metric: str
                     "params": row["params_with"], "train_flops": row["train_flops_with"],
                     "n_seeds": int(min(row["n_seeds_with"], row["n_seeds_without"])),
                     "with": row[f"{metric}_with"], "without": row[f"{metric}_without"],
-                    "difference": diff[i], "difference_ci_low": diff[i] - half[i], "difference_ci_high": diff[i] + half[i],
+                    "difference": diff[i], "difference_ci_low": diff[i] - half[i],
+                    "difference_ci_high": diff[i] + half[i],
                     "helps_from_flops": both.train_flops_with[index] if index is not None else np.nan,
                     "helps_from_params": both.params_with[index] if index is not None else np.nan,
                 })

@@ -10,12 +10,12 @@ columns.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from emergence.io import atomic_path, read_json
 from emergence.strategies import Strategy
@@ -67,42 +67,43 @@ def evaluate_cells(
     torch.set_num_threads(threads)
     device, dtype = pick_device()
     task_meta = read_json(Path(task_dir) / "task.json")
-    views_dir = tempfile.mkdtemp(prefix="views-", dir=Path(out_path).parent)
-    views = write_views(task_dir, strategy, views_dir)
-    task_manager = TaskManager(include_path=views_dir, include_defaults=False)
     frames = []
-    for model_dir in checkpoint_dirs(model_root):
-        model_meta = read_json(model_dir / "model.json")
-        lm = HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
-                  batch_size=batch_size)
-        results = simple_evaluate(
-            model=lm,
-            tasks=list(views.values()),
-            task_manager=task_manager,
-            num_fewshot=strategy.num_fewshot,
-            bootstrap_iters=0,
-            log_samples=True,
-            limit=limit,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-            verbosity="WARNING",
-        )
-        if "mc" in views:
-            frame = p_true_frame(results["samples"][views["mc"]], lm)
-        else:
-            frame = samples_frame(results["samples"], views, lm)
-            frame["random_baseline"] = task_meta["random_baseline"]
-            frame["p_true"] = frame["label_true"] = float("nan")
-        frame.insert(0, "model", model_meta["model_id"])
-        frame.insert(1, "task", task_meta["task"])
-        frame.insert(2, "strategy", strategy.name)
-        frames.append(frame[SAMPLE_COLUMNS])
-        log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
-                 task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(), len(frame))
-        del lm
-    shutil.rmtree(views_dir)
+    # The strategy's views live as long as the job: a failed job leaves no stray folder in results/cells.
+    with tempfile.TemporaryDirectory(prefix="views-", dir=Path(out_path).parent) as views_dir:
+        views = write_views(task_dir, strategy, views_dir)
+        task_manager = TaskManager(include_path=views_dir, include_defaults=False)
+        for model_dir in checkpoint_dirs(model_root):
+            model_meta = read_json(model_dir / "model.json")
+            lm = HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
+                      batch_size=batch_size)
+            results = simple_evaluate(
+                model=lm,
+                tasks=list(views.values()),
+                task_manager=task_manager,
+                num_fewshot=strategy.num_fewshot,
+                bootstrap_iters=0,
+                log_samples=True,
+                limit=limit,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+                verbosity="WARNING",
+            )
+            if "mc" in views:
+                frame = p_true_frame(results["samples"][views["mc"]], lm)
+            else:
+                frame = samples_frame(results["samples"], views, lm)
+                frame["random_baseline"] = task_meta["random_baseline"]
+                frame["p_true"] = frame["label_true"] = float("nan")
+            frame.insert(0, "model", model_meta["model_id"])
+            frame.insert(1, "task", task_meta["task"])
+            frame.insert(2, "strategy", strategy.name)
+            frames.append(frame[SAMPLE_COLUMNS])
+            log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
+                     task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(),
+                     len(frame))
+            del lm
     table = pd.concat(frames, ignore_index=True)
     with atomic_path(out_path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -114,8 +115,9 @@ def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
 
     `target` is the gold answer, `completion` the gold continuation scored by likelihood (the answer, or a trace
     ending in it), `generation` the raw greedy output and `answer` what the strategy's filters extracted from it.
-    `target_tokens` (tokens of the completion) comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves
-    trailing context whitespace into the continuation; lm-eval does not record the count itself.
+    `target_tokens` (tokens of the completion) comes from lm-eval's own context/continuation split
+    (`HFLM._encode_pair`), which moves trailing context whitespace into the continuation; lm-eval does not record
+    the count itself.
     """
     gen = {s["doc_id"]: s for s in samples[views["gen"]]}
     ll = {s["doc_id"]: s for s in samples[views["ll"]]}
@@ -152,7 +154,7 @@ def p_true_frame(samples: list[dict], lm) -> pd.DataFrame:
         (context, _), choices = s["arguments"][0], [arg[1] for arg in s["arguments"]]
         logprobs = [resp[0][0] for resp in s["resps"]]
         gold = int(s["target"])
-        p_true = float(np.exp(logprobs[0]) / np.exp(logprobs).sum())
+        p_true = float(softmax(logprobs)[0])  # stable where both log-likelihoods are very negative
         _, gold_ids = lm._encode_pair(context, choices[gold])
         rows.append({
             "doc_id": int(s["doc_id"]),

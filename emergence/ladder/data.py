@@ -46,24 +46,26 @@ class Operation:
         """
         if self.apply is not operator.add:
             return None
-        steps, carry = [], 0
-        for x, y in zip(reversed(f"{a:0{self.digits}d}"), reversed(f"{b:0{self.digits}d}")):
-            total = int(x) + int(y) + carry
-            steps.append(f"{x}+{y}+{carry}={total:02d}")
-            carry = total // 10
+        steps = [f"{x}+{y}+{carry}={total:02d}" for x, y, carry, total in self._column_sums(a, b)]
         return f"{' '.join(steps)} | {a + b}"
 
     def rationale(self, a: int, b: int) -> str | None:
         """A chain of thought in words ending in "The answer is N." (None where undefined: only addition)."""
         if self.apply is not operator.add:
             return None
-        sentences, carry = ["Add the digits from the right."], 0
+        sentences = [f"{x} plus {y}" + (f" plus {carry}" if carry else "") + f" is {total}"
+                     + (", carry 1." if total >= 10 else ".") for x, y, carry, total in self._column_sums(a, b)]
+        return " ".join(["Add the digits from the right.", *sentences, f"The answer is {a + b}."])
+
+    def _column_sums(self, a: int, b: int) -> list[tuple[str, str, int, int]]:
+        """(digit of a, digit of b, carry in, column sum) per column, least significant first: the work that
+        the scratchpad and the rationale both write out."""
+        columns, carry = [], 0
         for x, y in zip(reversed(f"{a:0{self.digits}d}"), reversed(f"{b:0{self.digits}d}")):
             total = int(x) + int(y) + carry
-            terms = f"{x} plus {y}" + (f" plus {carry}" if carry else "")
-            sentences.append(f"{terms} is {total}" + (", carry 1." if total >= 10 else "."))
+            columns.append((x, y, carry, total))
             carry = total // 10
-        return " ".join([*sentences, f"The answer is {a + b}."])
+        return columns
 
     def completion(self, a: int, b: int, example_format: str) -> str:
         """What follows the query: the answer ("plain") or the scratchpad ending in the answer."""

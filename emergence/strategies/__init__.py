@@ -47,7 +47,8 @@ def load_strategy(name: str, dirs=()) -> Strategy:
             spec = yaml.safe_load(path.read_text()) or {}
             known = {f.name for f in fields(Strategy)} - {"name"}
             if unknown := sorted(set(spec) - known):
-                raise ValueError(f"strategy file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
+                raise ValueError(f"strategy file {path}: unknown keys {unknown}; "
+                                 f"valid keys: {', '.join(sorted(known))}")
             if spec.get("kind", "generate") not in KINDS:
                 raise ValueError(f"strategy file {path}: kind {spec['kind']!r} is not one of {', '.join(KINDS)}")
             return Strategy(name=name, **spec)
