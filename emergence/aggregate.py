@@ -51,26 +51,30 @@ def task_table(task_dirs: list[str | Path]) -> pd.DataFrame:
                          for meta in (read_json(Path(d) / "task.json") for d in task_dirs)])
 
 
+# Per-sample metrics summarised per cell with bootstrap intervals, where the cell's task defines them: exact match,
+# the likelihood metrics every cell has, and those of BIG-bench scoring (multiple-choice grade and the choice
+# distribution for multiple choice, BLEU for free-form answers).
+CELL_METRICS = ("exact_match", "target_ce_per_token", "token_edit_distance", "mc_grade", "bleu", "p_correct",
+                "brier_choices")
+
+
 def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
-    """The per-cell numbers: exact match with its interval, and the likelihood metrics of the same samples."""
-    per_sample = {
-        "exact_match": group.exact_match.to_numpy(dtype=float),
-        "target_ce_per_token": metrics.target_ce_per_token(group.target_logprob, group.target_tokens),
-        "token_edit_distance": group.token_edit_distance.to_numpy(dtype=float),
-    }
+    """The per-cell numbers: each available per-sample metric with its interval, and calibration of P(True)."""
     row = {"n": len(group)}
-    for name, values in per_sample.items():
-        low, high = metrics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+    for name in CELL_METRICS:
+        values = group[name].to_numpy(dtype=float)
+        low, high = (metrics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed) if np.isfinite(values).all()
+                     else (np.nan, np.nan))
         row.update({name: values.mean(), f"{name}_ci_low": low, f"{name}_ci_high": high})
     judged = group.p_true.notna().all()
     row.update({
         "brier": metrics.brier(group.p_true, group.label_true) if judged else np.nan,
         "ece": metrics.expected_calibration_error(group.p_true, group.label_true) if judged else np.nan,
-        "random_baseline": group.random_baseline.iloc[0],
-        "target_ce_total": (-group.target_logprob).mean(),
+        "random_baseline": group.random_baseline.mean(),
+        "target_ce_total": group.target_ce.mean(),
         "target_tokens_mean": group.target_tokens.mean(),
         "p_all_tokens": metrics.p_all_tokens(group.target_logprob).mean(),
-        "is_greedy": group.is_greedy.mean(),
+        "is_greedy": group.is_greedy.astype(float).mean(),
     })
     return row
 
@@ -94,6 +98,8 @@ def aggregate(
         missing = sorted(samples.loc[samples.train_flops.isna(), "model"].unique())
         raise ValueError(f"samples from models without metadata: {missing}")
     samples["token_edit_distance"] = token_edit_distances(samples, dict(zip(models.model, models.model_dir)))
+    samples["target_ce"] = -samples.target_logprob
+    samples["target_ce_per_token"] = metrics.target_ce_per_token(samples.target_logprob, samples.target_tokens)
     samples = samples.sort_values(["task", "strategy", "train_flops", "model", "doc_id"], ignore_index=True)
 
     keys = ["model", "task", "strategy"]

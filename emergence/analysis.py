@@ -14,10 +14,16 @@ import pandas as pd
 from scipy import stats as scipy_stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
-# metric -> higher is better; continuous metrics have no natural chance level, so their "baseline" for the
+# metric -> higher is better. The paper's metrics (exact match, multiple-choice grade, BLEU) beside the continuous
+# ones of the same samples; metrics a task does not define are NaN in its cells and skipped.
+METRICS = {"exact_match": True, "mc_grade": True, "bleu": True, "target_ce_per_token": False,
+           "token_edit_distance": False, "p_correct": True, "brier_choices": False}
+# Bounded by the task's chance level and 1; the others have no natural chance level, so their "baseline" for the
 # emergence scale is the smallest model's value (emerging = measurably better than the smallest model).
-METRICS = {"exact_match": True, "target_ce_per_token": False, "token_edit_distance": False}
-CONTINUOUS = ("target_ce_per_token", "token_edit_distance")
+CHANCE_BOUNDED = ("exact_match", "mc_grade", "p_correct")
+# Only where they are the task's own metric: multiple-choice grade repeats exact match on one-hot choices, and
+# BLEU of short answers (arithmetic) is exact match in disguise.
+PAPER_ONLY = ("mc_grade", "bleu")
 
 
 def orientation(y: np.ndarray) -> float:
@@ -156,7 +162,7 @@ def scale_points(cells: pd.DataFrame) -> pd.DataFrame:
         row = {**dict(zip(SCALE_KEYS, key)), "n_seeds": len(group)}
         row["shape"] = row["size"].removeprefix(f"{row['family']}-")  # e.g. d96L2: comparable across families
         row.update({column: group[column].mean() for column in SCALE_COLUMNS})
-        for metric in METRICS:
+        for metric in (m for m in METRICS if m in group):
             values = group[metric].to_numpy(dtype=float)
             mean = values.mean()
             if len(values) > 1:
@@ -175,28 +181,32 @@ def emergence_table(cells: pd.DataFrame, *, margin: float = 0.05) -> pd.DataFram
     training FLOPs (seed means, see `scale_points`), with the emergence scale, breakthroughness, linearity,
     predictability and the mirage flag.
 
-    The mirage flag of a task x strategy x family is set on all its rows: exact match looks emergent while target
-    cross-entropy per token (the continuous metric every cell has) is smooth and predictable.
+    The mirage flag of a task x strategy x family is set on all its rows: the task's paper metric (exact match,
+    multiple-choice grade or BLEU) looks emergent while target cross-entropy per token (the continuous metric of
+    the same samples) is smooth and predictable.
     """
     rows = []
     points = scale_points(cells)
+    paper = dict(zip(cells.task, cells.metric))  # each task's own metric (exact match, grade or BLEU)
     for (task, strategy, family), sub in points.groupby(["task", "strategy", "family"], sort=True):
         sub = sub.sort_values("train_flops", ignore_index=True)
         x = np.log10(sub.train_flops.to_numpy(dtype=float))
         group_stats = {}
         for metric, higher in METRICS.items():
-            if metric not in sub or sub[metric].isna().any():
+            if metric not in sub or sub[metric].isna().any() or (metric in PAPER_ONLY and metric != paper[task]):
                 continue
             sign = 1.0 if higher else -1.0
             y = sign * sub[metric].to_numpy(dtype=float)
             ci_low = sign * sub[f"{metric}_ci_{'low' if higher else 'high'}"].to_numpy(dtype=float)
-            baseline = float(sub.random_baseline.iloc[0]) if metric == "exact_match" else y[0]
-            bounds = (baseline, 1.0) if metric == "exact_match" else None
+            chance = metric in CHANCE_BOUNDED
+            baseline = float(sub.random_baseline.iloc[0]) if chance else y[0]
+            bounds = (baseline, 1.0) if chance else None
             stats = curve_statistics(x, y, ci_low, baseline, margin, bounds)
             group_stats[metric] = stats
             index = stats["emergence_index"]
             rows.append({
-                "task": task, "strategy": strategy, "metric": metric, "family": family, "n_models": len(sub),
+                "task": task, "strategy": strategy, "metric": metric, "paper_metric": metric == paper[task],
+                "family": family, "n_models": len(sub),
                 "n_seeds": int(sub.n_seeds.min()),
                 "emerged": index is not None,
                 "emergence_flops": float(sub.train_flops[index]) if index is not None else np.nan,
@@ -207,7 +217,9 @@ def emergence_table(cells: pd.DataFrame, *, margin: float = 0.05) -> pd.DataFram
                 "predictability_error_sigmoid": stats["predictability_error_sigmoid"],
                 "relative_predictability_error": relative_error(stats),
             })
-        verdict = mirage_verdict(group_stats["exact_match"], group_stats["target_ce_per_token"])
+        if paper[task] not in group_stats or "target_ce_per_token" not in group_stats:
+            continue  # no likelihoods (an lm-eval generative task): no mirage test
+        verdict = mirage_verdict(group_stats[paper[task]], group_stats["target_ce_per_token"])
         for row in rows:
             if (row["task"], row["strategy"], row["family"]) == (task, strategy, family):
                 row.update(looks_emergent=verdict["looks_emergent"], continuous_smooth=verdict["continuous_smooth"],

@@ -14,7 +14,8 @@ import jsonschema
 import yaml
 
 from emergence.ladder import data
-from emergence.strategies import load_strategy
+from emergence.strategies import KSHOT, load_strategy
+from emergence.tasks import bigbench, catalog
 
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
 
@@ -25,10 +26,6 @@ class ConfigError(ValueError):
 
 def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
-
-
-def known_tasks() -> list[str]:
-    return list(data.OPERATIONS)
 
 
 def _suggest(value: str, choices) -> str:
@@ -144,44 +141,78 @@ def _semantic_problems(config: dict) -> list[str]:
             if "family" in selector and selector["family"] not in families:
                 problems.append(f"comparisons[{i}].{side}.family {selector['family']!r} is not a model family "
                                 f"({', '.join(families)}).")
-    tasks = known_tasks()
+    kinds = {}
     for task in config["tasks"]:
-        if task not in tasks:
-            problems.append(f"unknown task {task!r}; valid tasks: {', '.join(tasks)}.{_suggest(task, tasks)}")
+        try:
+            kinds[task] = catalog.kind_of(task, config["lm_eval_task_dirs"])
+        except catalog.UnknownTask as err:
+            problems.append(str(err))
     for task in config["task_overrides"]:
-        if task not in config["tasks"]:
+        if task not in config["tasks"] and bigbench.parent_of(task) not in config["tasks"]:
             problems.append(f"task_overrides names {task!r}, which is not in tasks ({', '.join(config['tasks'])}).")
+    for task, kind in kinds.items():
+        if kind == "lm_eval" and (problem := catalog.lm_eval_problem(task, config["lm_eval_task_dirs"])):
+            problems.append(problem)
     for name in config["strategies"]:
         try:
             strategy = load_strategy(name, config["strategy_dirs"])
         except ValueError as err:
             problems.append(str(err))
             continue
-        for i, family in enumerate(config["models"]):
-            if family["source"] != "ladder" or name not in (family.get("strategies") or config["strategies"]):
-                continue
-            for task in set(config["tasks"]) & set(tasks):
-                if strategy.kind == "generate" and strategy.completion not in task_fields(task):
-                    continue  # reported below
-                need = ladder_context_tokens(task, strategy)
-                if need > family["n_ctx"]:
-                    problems.append(f"strategy {name!r} on task {task!r} needs up to {need} tokens of context (prompt "
-                                    f"and generation), more than models[{i}] ({family['name']}) n_ctx="
-                                    f"{family['n_ctx']}; raise n_ctx or leave the strategy out of "
-                                    f"models[{i}].strategies.")
-        for task in config["tasks"]:
-            if task in tasks and strategy.completion not in task_fields(task):
-                problems.append(f"strategy {name!r} needs the document field {strategy.completion!r}, which task "
-                                f"{task!r} does not have (fields: {', '.join(task_fields(task))}).")
-            pool = task_settings(config, task)["n_fewshot_pool"]
-            if strategy.num_fewshot > pool:
-                problems.append(f"strategy {name!r} needs {strategy.num_fewshot} exemplars but task {task!r} has a "
-                                f"few-shot pool of {pool}; raise task_defaults.n_fewshot_pool or lower k.")
+        problems += _strategy_problems(config, strategy, kinds)
     return problems
 
 
-def task_fields(task: str) -> list[str]:
+def _strategy_problems(config: dict, strategy, kinds: dict) -> list[str]:
+    """Can `strategy` run on every configured task (fields, few-shot pool, ladder context)?"""
+    from emergence.tasks.views import strategy_fields
+
+    problems, name = [], strategy.name
+    for task, kind in kinds.items():
+        if kind == "lm_eval":
+            if not KSHOT.match(name):
+                problems.append(f"strategy {name!r} cannot run on lm-eval task {task!r}: lm-eval's own tasks keep "
+                                f"their prompts, so only plain '<k>shot' strategies apply to them.")
+            continue
+        for sub in catalog.expand(task, kind):
+            fields = task_fields(sub, kind)
+            if missing := [f for f in strategy_fields(strategy) if f not in fields]:
+                problems.append(f"strategy {name!r} needs the document field {missing[0]!r}, which task {sub!r} "
+                                f"does not have (fields: {', '.join(fields)}).")
+                continue
+            pool = task_pool(config, sub, kind)
+            if strategy.num_fewshot > pool:
+                problems.append(f"strategy {name!r} needs {strategy.num_fewshot} exemplars but task {sub!r} has a "
+                                f"few-shot pool of {pool}; raise task_defaults.n_fewshot_pool (or the task's "
+                                f"task_overrides entry) or lower k.")
+        if kind != "arithmetic":
+            continue
+        for i, family in enumerate(config["models"]):
+            if family["source"] != "ladder" or name not in (family.get("strategies") or config["strategies"]):
+                continue
+            need = ladder_context_tokens(task, strategy)
+            if need > family["n_ctx"]:
+                problems.append(f"strategy {name!r} on task {task!r} needs up to {need} tokens of context (prompt "
+                                f"and generation), more than models[{i}] ({family['name']}) n_ctx="
+                                f"{family['n_ctx']}; raise n_ctx or leave the strategy out of "
+                                f"models[{i}].strategies.")
+    return problems
+
+
+def task_pool(config: dict, task: str, kind: str) -> int:
+    """The few-shot pool a task will have: as configured, or what a small BIG-bench task can spare."""
+    settings = task_settings(config, task)
+    if kind == "bigbench":
+        return bigbench.split_sizes(bigbench.task_index()[task]["n_examples"], settings["n_eval"],
+                                    settings["n_fewshot_pool"])[1]
+    return settings["n_fewshot_pool"]
+
+
+def task_fields(task: str, kind: str = "arithmetic") -> list[str]:
     """The document fields a task provides (what strategies may build completions from)."""
+    if kind == "bigbench":
+        choices = ["choice_scores", "choices", "gold"] if bigbench.task_index()[task]["multiple_choice"] else []
+        return ["answer", "answers", *choices, "question"]
     op = data.OPERATIONS[task]
     a = op.operand_range()[0]
     optional = {"scratchpad": op.scratchpad(a, a), "rationale": op.rationale(a, a)}
@@ -211,5 +242,7 @@ def ladder_context_tokens(task: str, strategy) -> int:
 
 
 def task_settings(config: dict, task: str) -> dict:
-    """The generator settings of one task: task_defaults overlaid by its task_overrides entry."""
-    return {**config["task_defaults"], **config["task_overrides"].get(task, {})}
+    """The settings of one task: task_defaults, overlaid by its parent's task_overrides entry (a BIG-bench
+    subtask's parent), then by its own."""
+    overrides = config["task_overrides"]
+    return {**config["task_defaults"], **overrides.get(bigbench.parent_of(task), {}), **overrides.get(task, {})}

@@ -1,10 +1,11 @@
 """Evaluate one cell group (a model run's checkpoints x one task x one strategy) through lm-eval's Python API.
 
 The strategy's lm-eval views (see `emergence.tasks.views`) run in one `simple_evaluate` call on the same
-documents and few-shot exemplars: the generative view gives `generation`/`answer`/`exact_match`, the likelihood
-view `target_logprob`/`is_greedy`; a P(True) strategy's single judgement view gives `p_true`/`label_true`. One row
-per checkpoint x document is written to a Parquet file; every derived metric can be recomputed from its raw
-columns.
+documents and few-shot exemplars: the generative view gives `generation`/`answer`/`exact_match`/`bleu`, the
+likelihood view `target_logprob`/`is_greedy`; a multiple-choice view the log-likelihood of every choice
+(`choice_logprobs`, `mc_grade`, `p_correct`, `brier_choices`), and under a P(True) strategy `p_true`/`label_true`.
+lm-eval's own tasks run as they are. One row per checkpoint x document is written to a Parquet file; every
+derived metric can be recomputed from its raw columns.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from emergence import metrics
 from emergence.io import atomic_path, read_json
 from emergence.strategies import Strategy
+from emergence.tasks import catalog
 from emergence.tasks.views import write_views
 
 log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = [
-    "model", "task", "strategy", "doc_id", "prompt", "target", "completion", "generation", "answer", "exact_match",
-    "target_logprob", "target_tokens", "is_greedy", "random_baseline", "p_true", "label_true",
+    "model", "task", "strategy", "subtask", "doc_id", "prompt", "target", "completion", "generation", "answer",
+    "exact_match", "mc_grade", "bleu", "target_logprob", "target_tokens", "is_greedy", "choices", "choice_logprobs",
+    "p_correct", "brier_choices", "random_baseline", "p_true", "label_true",
 ]
 
 
@@ -70,15 +74,19 @@ def evaluate_cells(
     frames = []
     # The strategy's views live as long as the job: a failed job leaves no stray folder in results/cells.
     with tempfile.TemporaryDirectory(prefix="views-", dir=Path(out_path).parent) as views_dir:
-        views = write_views(task_dir, strategy, views_dir)
-        task_manager = TaskManager(include_path=views_dir, include_defaults=False)
+        if task_meta["kind"] == "lm_eval":  # lm-eval's own task: its prompts, k-shot only
+            views, task_manager = None, catalog.lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"]))
+            task_names = [task_meta["task"]]
+        else:
+            views = write_views(task_dir, strategy, views_dir)
+            task_manager, task_names = TaskManager(include_path=views_dir, include_defaults=False), list(views.values())
         for model_dir in checkpoint_dirs(model_root):
             model_meta = read_json(model_dir / "model.json")
             lm = HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
                       batch_size=batch_size)
             results = simple_evaluate(
                 model=lm,
-                tasks=list(views.values()),
+                tasks=task_names,
                 task_manager=task_manager,
                 num_fewshot=strategy.num_fewshot,
                 bootstrap_iters=0,
@@ -90,16 +98,14 @@ def evaluate_cells(
                 fewshot_random_seed=seed,
                 verbosity="WARNING",
             )
-            if "mc" in views:
-                frame = p_true_frame(results["samples"][views["mc"]], lm)
-            else:
-                frame = samples_frame(results["samples"], views, lm)
+            p_true = strategy.kind == "p_true"
+            frame = cell_frame(results, views, lm, p_true=p_true)
+            if task_meta["random_baseline"] is not None and not p_true:  # the task's chance level, where it has one
                 frame["random_baseline"] = task_meta["random_baseline"]
-                frame["p_true"] = frame["label_true"] = float("nan")
             frame.insert(0, "model", model_meta["model_id"])
             frame.insert(1, "task", task_meta["task"])
             frame.insert(2, "strategy", strategy.name)
-            frames.append(frame[SAMPLE_COLUMNS])
+            frames.append(frame.reindex(columns=SAMPLE_COLUMNS))
             log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
                      task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(),
                      len(frame))
@@ -110,65 +116,100 @@ def evaluate_cells(
     return table
 
 
-def samples_frame(samples: dict, views: dict, lm) -> pd.DataFrame:
-    """Join the two views' logged samples on doc_id into one row per document.
+def cell_frame(results: dict, views: dict | None, lm, *, p_true: bool = False) -> pd.DataFrame:
+    """lm-eval's logged samples -> one row per document (`views` None: an lm-eval task or group, whose member
+    tasks become `subtask`s)."""
+    samples = results["samples"]
+    if views is None:
+        frames = []
+        for name, logged in samples.items():
+            output_type = results["configs"][name]["output_type"]
+            if output_type == "multiple_choice":
+                frame = choice_frame(logged, lm)
+            elif output_type == "generate_until":
+                frame = answer_frame(logged, None, lm)
+            else:
+                raise ValueError(f"lm-eval task {name!r} has output type {output_type!r}; this pipeline scores "
+                                 f"multiple_choice and generate_until tasks")
+            frame.insert(0, "subtask", name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+    if "mc" in views:
+        frame = choice_frame(samples[views["mc"]], lm, p_true=p_true)
+    else:
+        frame = answer_frame(samples[views["gen"]], samples[views["ll"]], lm)
+    frame.insert(0, "subtask", "")
+    return frame
+
+
+def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> pd.DataFrame:
+    """Join the generative and likelihood views' samples on doc_id into one row per document.
 
     `target` is the gold answer, `completion` the gold continuation scored by likelihood (the answer, or a trace
-    ending in it), `generation` the raw greedy output and `answer` what the strategy's filters extracted from it.
-    `target_tokens` (tokens of the completion) comes from lm-eval's own context/continuation split
-    (`HFLM._encode_pair`), which moves trailing context whitespace into the continuation; lm-eval does not record
-    the count itself.
+    ending in it), `generation` the raw greedy output and `answer` what the filters extracted from it; exact
+    match and BLEU compare the answer with every valid target of the document. `target_tokens` (tokens of the
+    completion) comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves trailing
+    context whitespace into the continuation; lm-eval does not record the count itself. Without a likelihood
+    view (lm-eval's own generative tasks) the likelihood columns are empty.
     """
-    gen = {s["doc_id"]: s for s in samples[views["gen"]]}
-    ll = {s["doc_id"]: s for s in samples[views["ll"]]}
-    if gen.keys() != ll.keys():
+    gen = {s["doc_id"]: s for s in gen_samples}
+    ll = {s["doc_id"]: s for s in ll_samples} if ll_samples is not None else None
+    if ll is not None and gen.keys() != ll.keys():
         raise RuntimeError("the generative and likelihood views saw different documents")
     rows = []
     for doc_id in sorted(gen):
-        g, l = gen[doc_id], ll[doc_id]
-        context, continuation = l["arguments"][0]
-        if g["arguments"][0][0] != context:
-            raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
-        logprob, is_greedy = l["resps"][0][0]
-        _, continuation_ids = lm._encode_pair(context, continuation)
-        rows.append({
-            "doc_id": int(doc_id),
-            "prompt": context,
-            "target": g["target"],
-            "completion": continuation.strip(),
-            "generation": g["resps"][0][0],
-            "answer": g["filtered_resps"][0],
-            "exact_match": float(g["exact_match"]),
-            "target_logprob": float(logprob),
-            "target_tokens": len(continuation_ids),
-            "is_greedy": bool(is_greedy),
-        })
+        g = gen[doc_id]
+        context = g["arguments"][0][0]
+        # BIG-bench targets may start with the space that follows their prompt; the extracted answer does not
+        targets = [t.strip() for t in g["doc"].get("answers") or [str(g["target"])]]
+        answer = g["filtered_resps"][0].strip()
+        row = {"doc_id": int(doc_id), "prompt": context, "target": str(g["target"]).strip(),
+               "completion": str(g["target"]).strip(),
+               "generation": g["resps"][0][0], "answer": answer, "exact_match": float(answer in targets),
+               "bleu": metrics.sentence_bleu(answer, targets), "target_logprob": np.nan, "target_tokens": np.nan,
+               "is_greedy": None}
+        if ll is not None:
+            l = ll[doc_id]
+            ll_context, continuation = l["arguments"][0]
+            if ll_context != context:
+                raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
+            logprob, is_greedy = l["resps"][0][0]
+            row.update(completion=continuation.strip(), target_logprob=float(logprob), is_greedy=bool(is_greedy),
+                       target_tokens=len(lm._encode_pair(context, continuation)[1]))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def p_true_frame(samples: list[dict], lm) -> pd.DataFrame:
-    """One row per document of a P(True) view: the judgement as an answer (`exact_match` is its accuracy), the
-    gold choice's log-likelihood, and P(True) normalised over the two choices with the truth of the proposal."""
+def choice_frame(samples: list[dict], lm, *, p_true: bool = False) -> pd.DataFrame:
+    """One row per document of a multiple-choice view: the log-likelihood of every choice, the argmax choice
+    as the answer (`exact_match`: it is a best choice; `mc_grade`: its BIG-bench target score), the gold
+    choice's log-likelihood and tokens (the continuous metric), and the choice distribution normalised over the
+    choices (`p_correct`, multi-class Brier). A P(True) view adds P(True) and the truth of the proposal."""
     rows = []
     for s in sorted(samples, key=lambda s: s["doc_id"]):
-        (context, _), choices = s["arguments"][0], [arg[1] for arg in s["arguments"]]
-        logprobs = [resp[0][0] for resp in s["resps"]]
+        context, choices = s["arguments"][0][0], [arg[1] for arg in s["arguments"]]
+        logprobs = np.array([resp[0][0] for resp in s["resps"]])
         gold = int(s["target"])
-        p_true = float(softmax(logprobs)[0])  # stable where both log-likelihoods are very negative
-        _, gold_ids = lm._encode_pair(context, choices[gold])
+        scores = np.array(s["doc"].get("choice_scores") or np.eye(len(choices))[gold])
+        probs = softmax(logprobs)  # stable where every log-likelihood is very negative
+        best = int(np.argmax(logprobs))
         rows.append({
             "doc_id": int(s["doc_id"]),
             "prompt": context,
             "target": choices[gold].strip(),
             "completion": choices[gold].strip(),
-            "generation": choices[int(np.argmax(logprobs))],
-            "answer": choices[int(np.argmax(logprobs))].strip(),
-            "exact_match": float(s["acc"]),
+            "generation": choices[best],
+            "answer": choices[best].strip(),
+            "exact_match": float(scores[best] == scores.max()),
+            "mc_grade": float(scores[best]),
             "target_logprob": float(logprobs[gold]),
-            "target_tokens": len(gold_ids),
+            "target_tokens": len(lm._encode_pair(context, choices[gold])[1]),
             "is_greedy": bool(s["resps"][gold][0][1]),
-            "random_baseline": 1 / len(choices),
-            "p_true": p_true,
-            "label_true": float(gold == 0),
+            "choices": [c.strip() for c in choices],
+            "choice_logprobs": logprobs.tolist(),
+            "p_correct": float(probs[gold]),
+            "brier_choices": metrics.multiclass_brier(probs, gold),
+            "random_baseline": float(scores.mean()),  # a uniform guess's expected grade (1/choices if one-hot)
+            **({"p_true": float(probs[0]), "label_true": float(gold == 0)} if p_true else {}),
         })
     return pd.DataFrame(rows)

@@ -61,6 +61,28 @@ def edit_distance(a: list, b: list) -> int:
     return previous[-1]
 
 
+def sentence_bleu(answer: str, targets: list[str]) -> float:
+    """BLEU (0-100) of one answer against every valid target, as sacrebleu computes it.
+
+    BIG-bench scores translation-like tasks (IPA transliteration) by BLEU; per sample it is the continuous
+    counterpart of exact match on long free-form answers (partly right words still score).
+    """
+    import sacrebleu
+
+    return float(sacrebleu.sentence_bleu(answer, targets).score)
+
+
+def multiclass_brier(probs: np.ndarray, gold: int) -> float:
+    """Squared error of the choice distribution against the one-hot gold choice, summed over choices (0-2).
+
+    Schaeffer et al. use Brier score as the continuous replacement of multiple-choice grade: it moves as soon
+    as probability shifts toward the right choice, before the argmax flips.
+    """
+    target = np.zeros(len(probs))
+    target[gold] = 1.0
+    return float(np.sum((np.asarray(probs, float) - target) ** 2))
+
+
 def brier(p_true: np.ndarray, label: np.ndarray) -> float:
     """Mean squared error of P(True) against the truth: calibration and sharpness in one number (lower is better)."""
     return float(np.mean((np.asarray(p_true, float) - np.asarray(label, float)) ** 2))

@@ -110,9 +110,14 @@ AXES = {  # x column -> (label, log scale, invert so that better models sit to t
     "heldout_loss": ("Held-out loss on the training distribution (nats/token)", False, True),
 }
 METRIC_LABELS = {
+    "paper": "The task's own metric",  # per panel: exact match, multiple-choice grade or BLEU (Wei et al. Fig. 2)
     "exact_match": "Exact match",
+    "mc_grade": "Multiple-choice grade",
+    "bleu": "BLEU",
     "target_ce_per_token": "Target cross-entropy (nats/token)",
     "token_edit_distance": "Token edit distance",
+    "p_correct": "P(correct choice)",
+    "brier_choices": "Brier score (choices)",
 }
 
 
@@ -120,7 +125,7 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
     """A Figure-2-style grid: one panel per task, `metric` against `x` over model sizes (seed means; shaded:
     spread over seeds), one line per family (and strategy), dashed random baseline for exact match, and a
     dotted vertical line at the emergence scale of each line that emerged."""
-    from emergence.analysis import scale_points
+    from emergence.analysis import CHANCE_BOUNDED, scale_points
 
     if metric not in METRIC_LABELS or x not in AXES:
         raise ValueError(f"unknown grid {metric!r} vs {x!r}; metrics: {', '.join(METRIC_LABELS)}; "
@@ -128,27 +133,29 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
     x_label, log_x, invert = AXES[x]
     points = scale_points(cells)
     tasks = sorted(points.task.unique())
+    panel_metric = {task: paper if metric == "paper" else metric for task, paper in zip(cells.task, cells.metric)}
     ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.4, 2.3 * nrows + 0.3), squeeze=False,
                                  layout="constrained")
         for ax, task in zip(axes.flat, tasks):
-            sub = points[points.task == task]
+            sub, metric_here = points[points.task == task], panel_metric[task]
             for label, color, (strategy, family), line in _series(sub):
                 line = line.sort_values(x)
-                ax.plot(line[x], line[metric], color=color, marker="o", ms=3.5, label=label)
-                _seed_band(ax, line, x, metric, color)
-                row = emergence[(emergence.task == task) & (emergence.metric == metric)
+                ax.plot(line[x], line[metric_here], color=color, marker="o", ms=3.5, label=label)
+                _seed_band(ax, line, x, metric_here, color)
+                row = emergence[(emergence.task == task) & (emergence.metric == metric_here)
                                 & (emergence.strategy == strategy) & (emergence.family == family)]
                 if len(row) and row.emerged.iloc[0]:
                     at = line.loc[np.isclose(line.train_flops, row.emergence_flops.iloc[0]), x]
                     ax.axvline(at.iloc[0], color=color, ls=":", lw=1)
-            if metric == "exact_match":
+            if metric_here in CHANCE_BOUNDED:
                 for baseline in sub.random_baseline.unique():
                     ax.axhline(baseline, color="gray", ls="--", lw=1, label="random")
                 ax.set_ylim(-0.03, 1.03)
-            ax.set(title=task, xscale="log" if log_x else "linear", xlabel=x_label, ylabel=METRIC_LABELS[metric])
+            ax.set(title=task, xscale="log" if log_x else "linear", xlabel=x_label,
+                   ylabel=METRIC_LABELS[metric_here])
             if invert:
                 ax.invert_xaxis()
         for ax in list(axes.flat)[len(tasks):]:

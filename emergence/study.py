@@ -15,6 +15,7 @@ from pathlib import Path
 from emergence.config import task_settings
 from emergence.ladder import plan
 from emergence.strategies import KSHOT, load_strategy
+from emergence.tasks import catalog
 
 # Files whose content defines the code version (the results they produce change when these do).
 CODE_GLOBS = ("emergence/**/*.py", "emergence/**/*.yaml", "rules/*.smk", "scripts/*.py", "Snakefile")
@@ -54,7 +55,7 @@ class StudyPlan:
     version: str  # <config hash>-<code hash>
     code_hash: str
     runs: dict = field(default_factory=dict)  # run key -> {family, run, settings, model_ids}
-    tasks: dict = field(default_factory=dict)  # task key -> {task, settings}
+    tasks: dict = field(default_factory=dict)  # task key -> {task, kind, settings, ...}
     strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
 
     comparisons: list = field(default_factory=list)  # [{name, with: {strategy, family?}, without: {...}}]
@@ -91,9 +92,15 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code[:8]}", code_hash=code)
     for family in config["models"]:
         study.runs.update(ladder_runs(family))
-    for task in config["tasks"]:
-        spec = {"task": task, "settings": task_settings(config, task)}
-        study.tasks[keyed(task, spec)] = spec
+    for name in config["tasks"]:
+        kind = catalog.kind_of(name, config["lm_eval_task_dirs"])
+        for task in catalog.expand(name, kind):
+            spec = {"task": task, "kind": kind, "settings": task_settings(config, task)}
+            if kind == "bigbench":  # the data is the pinned archive's: its checksum is part of the definition
+                spec["archive_sha256"] = config["bigbench"]["archive_sha256"]
+            elif kind == "lm_eval":
+                spec["lm_eval_task_dirs"] = config["lm_eval_task_dirs"]
+            study.tasks[keyed(task, spec)] = spec
     for name in config["strategies"]:
         spec = load_strategy(name, config["strategy_dirs"]).spec()
         study.strategies[keyed(name, spec)] = spec

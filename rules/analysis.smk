@@ -76,8 +76,8 @@ rule grid_figure:
     log:
         f"{VERSION_DIR}/logs/grid_{{metric}}_vs_{{axis}}.log",
     wildcard_constraints:
-        metric="exact_match|target_ce_per_token|token_edit_distance",
-        axis="train_flops|params|heldout_loss",
+        metric="|".join(m for m, _ in GRIDS),
+        axis="|".join(x for _, x in GRIDS),
     conda:
         "../envs/emergence.yaml"
     script:

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -5,6 +6,7 @@ from snakemake.utils import min_version, validate
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
 from emergence.study import plan_study
+from emergence.tasks import bigbench
 
 min_version("9.0")
 
@@ -18,10 +20,27 @@ PLAN = plan_study(config, workflow.basedir)
 STUDY_DIR = f"results/{PLAN.study}"
 VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
 
+# BIG-bench data is cached by the archive's checksum: another archive never mixes with the pinned one.
+BIGBENCH_SHA8 = config["bigbench"]["archive_sha256"][:8]
+BIGBENCH_ARCHIVE = f"results/downloads/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}.tar.gz"
+BIGBENCH_DIR = f"results/bigbench/{bigbench.VERSION}-{BIGBENCH_SHA8}"
+
+
+def escaped(names):
+    return "|".join(re.escape(n) for n in names) or "none"
+
+
 wildcard_constraints:
-    run="|".join(PLAN.runs) or "none",
-    task="|".join(PLAN.tasks) or "none",
-    strategy="|".join(PLAN.strategies) or "none",
+    run=escaped(PLAN.runs),
+    task=escaped(PLAN.tasks),
+    strategy=escaped(PLAN.strategies),
+    parent=escaped({bigbench.parent_of(spec["task"]) for spec in PLAN.tasks.values() if spec["kind"] == "bigbench"}),
+
+
+def task_source(wildcards):
+    """A BIG-bench (sub)task is converted from its extracted parent task; other tasks need no input."""
+    spec = PLAN.tasks[wildcards.task]
+    return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"} if spec["kind"] == "bigbench" else {}
 
 
 def run_dirs():
@@ -41,7 +60,7 @@ def task_figures():
     return [f"{VERSION_DIR}/figures/scaling_{name}.{ext}" for name in sorted(names) for ext in ("png", "pdf")]
 
 
-GRIDS = [("exact_match", "train_flops"), ("target_ce_per_token", "train_flops"),
+GRIDS = [("paper", "train_flops"), ("exact_match", "train_flops"), ("target_ce_per_token", "train_flops"),
          ("token_edit_distance", "train_flops"), ("exact_match", "params"), ("exact_match", "heldout_loss")]
 
 

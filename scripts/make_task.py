@@ -1,6 +1,5 @@
-from emergence.tasks.arithmetic import write_arithmetic_task
+from emergence.tasks.catalog import write_task
 from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
-    spec = snakemake.params.spec
-    write_arithmetic_task(spec["task"], snakemake.output.task, **spec["settings"])
+    write_task(snakemake.params.spec, snakemake.output.task, source_dir=snakemake.input.get("source"))

@@ -27,3 +27,15 @@ def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     proc = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "tests/configs/smoke.yaml"))
     return workdir, proc
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A real ladder checkpoint, barely trained, with room for long prompts (n_ctx 1024)."""
+    from emergence.ladder.train import TrainSettings, train_ladder_run
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 1, "n_ctx": 1024,
+                                          "operations": {"addition_3digit": 1.0}})
+    train_ladder_run(settings, root)
+    return root

@@ -74,7 +74,7 @@ def _cells(values_by_seed: dict[int, list[float]]) -> pd.DataFrame:
     rows = []
     for seed, values in values_by_seed.items():
         for size, (flops, em) in enumerate(zip([1e10, 1e11, 1e12], values)):
-            rows.append({"task": "t", "strategy": "0shot", "family": "ladder", "run": f"ladder-d{size}L1-s{seed}",
+            rows.append({"task": "t", "metric": "exact_match", "strategy": "0shot", "family": "ladder", "run": f"ladder-d{size}L1-s{seed}",
                          "final_checkpoint": True, "train_flops": flops * (1 + seed / 100), "params": 10**size,
                          "nonembedding_params": 10**size, "heldout_loss": 1.0, "random_baseline": 0.0,
                          "exact_match": em, "exact_match_ci_low": em - 0.1, "exact_match_ci_high": em + 0.1,

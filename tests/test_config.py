@@ -27,7 +27,7 @@ def test_default_config_is_valid_and_gets_defaults():
     [
         (lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'"),
         (lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis"),
-        (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'; valid tasks: addition_3digit"),
+        (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'.*Did you mean 'addition_3digit'"),
         (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, cot, instruction, p_true, scratchpad"),
         (lambda c: c["models"][0].update(source="hub"), "models\\[0\\].source = 'hub' is not valid; choose one of ladder"),
         (lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range"),

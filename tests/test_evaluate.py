@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 
 from emergence.evaluate import SAMPLE_COLUMNS, evaluate_cells
-from emergence.ladder.train import TrainSettings, train_ladder_run
 from emergence.strategies import load_strategy
 from emergence.tasks.arithmetic import write_arithmetic_task
 
 
 @pytest.fixture(scope="module")
-def model_and_task(tmp_path_factory):
+def model_and_task(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("evaluate")
-    settings = TrainSettings.from_config({"width": 16, "train_tokens": 20_000, "checkpoints": 1, "n_ctx": 1024,
-                                          "operations": {"addition_3digit": 1.0}})  # room for cot prompts
-    train_ladder_run(settings, root / "model")
+    (root / "model").symlink_to(tiny_model)  # n_ctx 1024: room for cot prompts
     write_arithmetic_task("addition_3digit", root / "task", n_eval=6, n_fewshot_pool=4, seed=0)
     return root
 
