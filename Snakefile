@@ -18,5 +18,9 @@ rule all:
     default_target: True
 
 
+onstart:
+    check_network()
+
+
 onsuccess:
     publish_version()

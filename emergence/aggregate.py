@@ -89,8 +89,10 @@ def aggregate(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Join every cell's samples with model and task metadata; summarise per cell; write both tables."""
-    samples = pd.concat([pd.read_parquet(f) for f in cell_files], ignore_index=True)
+    """Join every cell's samples (Parquet files, or folders of them) with model and task metadata; summarise per
+    cell; write both tables."""
+    files = [f for c in map(Path, cell_files) for f in (sorted(c.rglob("*.parquet")) if c.is_dir() else [c])]
+    samples = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     models = model_table(model_roots)
     samples = samples.merge(models.drop(columns="model_dir"), on="model", how="left", validate="many_to_one")
     samples = samples.merge(task_table(task_dirs), on="task", how="left", validate="many_to_one")

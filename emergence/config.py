@@ -113,19 +113,21 @@ def _semantic_problems(config: dict) -> list[str]:
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")
     for i, family in enumerate(config["models"]):
-        if family["source"] == "ladder":
-            if "widths" not in family:
-                problems.append(f"models[{i}] ({family['name']}): a ladder needs 'widths', e.g. [16, 32, 64].")
-            if not any(w > 0 for w in family["operations"].values()):
-                problems.append(f"models[{i}].operations: every weight is 0; give at least one operation a weight.")
-            for op, weight in family["operations"].items():
-                if op in data.OPERATIONS and family["example_format"] == "scratchpad" and weight > 0 \
-                        and data.OPERATIONS[op].scratchpad(1, 1) is None:
-                    problems.append(f"models[{i}].operations: {op!r} has no scratchpad format; give it weight 0 or "
-                                    f"use example_format: plain.")
-                if op not in data.OPERATIONS:
-                    problems.append(f"models[{i}].operations: unknown operation {op!r}; valid: "
-                                    f"{', '.join(data.OPERATIONS)}.{_suggest(op, data.OPERATIONS)}")
+        if family["source"] != "ladder":
+            problems += _external_family_problems(i, family)
+            continue
+        if "widths" not in family:
+            problems.append(f"models[{i}] ({family['name']}): a ladder needs 'widths', e.g. [16, 32, 64].")
+        if not any(w > 0 for w in family["operations"].values()):
+            problems.append(f"models[{i}].operations: every weight is 0; give at least one operation a weight.")
+        for op, weight in family["operations"].items():
+            if op in data.OPERATIONS and family["example_format"] == "scratchpad" and weight > 0 \
+                    and data.OPERATIONS[op].scratchpad(1, 1) is None:
+                problems.append(f"models[{i}].operations: {op!r} has no scratchpad format; give it weight 0 or "
+                                f"use example_format: plain.")
+            if op not in data.OPERATIONS:
+                problems.append(f"models[{i}].operations: unknown operation {op!r}; valid: "
+                                f"{', '.join(data.OPERATIONS)}.{_suggest(op, data.OPERATIONS)}")
     families = {m["name"]: m for m in config["models"]}
     for i, family in enumerate(config["models"]):
         for name in family.get("strategies") or []:
@@ -150,9 +152,6 @@ def _semantic_problems(config: dict) -> list[str]:
     for task in config["task_overrides"]:
         if task not in config["tasks"] and bigbench.parent_of(task) not in config["tasks"]:
             problems.append(f"task_overrides names {task!r}, which is not in tasks ({', '.join(config['tasks'])}).")
-    for task, kind in kinds.items():
-        if kind == "lm_eval" and (problem := catalog.lm_eval_problem(task, config["lm_eval_task_dirs"])):
-            problems.append(problem)
     for name in config["strategies"]:
         try:
             strategy = load_strategy(name, config["strategy_dirs"])
@@ -160,6 +159,37 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(str(err))
             continue
         problems += _strategy_problems(config, strategy, kinds)
+    return problems
+
+
+def _external_family_problems(i: int, family: dict) -> list[str]:
+    """A hub or local family names real models: a suite's sizes, members with a repo (hf) or a path (local)."""
+    from emergence.models.families import suites
+
+    where, source = f"models[{i}] ({family['name']})", family["source"]
+    problems = []
+    if source == "local" and (family.get("suite") or family.get("revisions")):
+        problems.append(f"{where}: 'suite' and 'revisions' are for source: hf; a local family lists members with "
+                        f"a path.")
+    if not family.get("suite") and not family.get("members"):
+        problems.append(f"{where}: source: {source} needs "
+                        + ("a suite (" + ", ".join(suites()) + ") with sizes, or " if source == "hf" else "")
+                        + f"members, e.g. [{{{'repo: org/model' if source == 'hf' else 'path: /models/m1'}}}].")
+    if suite := family.get("suite"):
+        valid = suites()[suite]["sizes"]
+        for size in family.get("sizes") or []:
+            if size not in valid:
+                problems.append(f"{where}.sizes: {size!r} is not a {suite} size; valid: {', '.join(valid)}."
+                                f"{_suggest(size, valid)}")
+    key = "repo" if source == "hf" else "path"
+    for j, member in enumerate(family.get("members") or []):
+        if key not in member or ("path" if source == "hf" else "repo") in member:
+            problems.append(f"{where}.members[{j}]: a source: {source} member names its model with '{key}' only.")
+        elif source == "local" and not Path(member["path"]).expanduser().is_dir():
+            problems.append(f"{where}.members[{j}].path: {member['path']!r} is not a directory; give the folder "
+                            f"holding config.json, the weights and the tokenizer.")
+        if source == "local" and "revisions" in member:
+            problems.append(f"{where}.members[{j}]: 'revisions' is for hub models; a local member is one model.")
     return problems
 
 

@@ -10,8 +10,10 @@ derived metric can be recomputed from its raw columns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,69 +53,89 @@ def checkpoint_dirs(model_root: str | Path) -> list[Path]:
     return sorted(dirs, key=lambda d: read_json(d / "model.json").get("checkpoint_step") or 0)
 
 
-def evaluate_cells(
+@dataclass(frozen=True)
+class Cell:
+    """One task under one strategy, written to `out_path` for every checkpoint of a run."""
+
+    task_dir: Path
+    strategy: Strategy
+    out_path: Path
+
+
+def evaluate_cells(model_root: str | Path, task_dir: str | Path, strategy: Strategy, out_path: str | Path,
+                   **settings) -> pd.DataFrame:
+    """Run every checkpoint under `model_root` on the task in `task_dir` with `strategy`; write Parquet."""
+    return evaluate_run(model_root, [Cell(Path(task_dir), strategy, Path(out_path))], **settings)[0]
+
+
+def evaluate_run(
     model_root: str | Path,
-    task_dir: str | Path,
-    strategy: Strategy,
-    out_path: str | Path,
+    cells: list[Cell],
     *,
-    batch_size: int = 64,
+    batch_size: int | str = 64,
     seed: int = 1234,
     threads: int = 1,
     limit: int | None = None,
-) -> pd.DataFrame:
-    """Run every checkpoint under `model_root` on the task in `task_dir` with `strategy`; write Parquet."""
+) -> list[pd.DataFrame]:
+    """Every checkpoint under `model_root` on every cell, loading each checkpoint once (for large models the load
+    costs more than a cell); each cell's rows are written to its own Parquet file when all checkpoints are done."""
     import torch
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     torch.set_num_threads(threads)
-    device, dtype = pick_device()
-    task_meta = read_json(Path(task_dir) / "task.json")
-    frames = []
-    # The strategy's views live as long as the job: a failed job leaves no stray folder in results/cells.
-    with tempfile.TemporaryDirectory(prefix="views-", dir=Path(out_path).parent) as views_dir:
-        if task_meta["kind"] == "lm_eval":  # lm-eval's own task: its prompts, k-shot only
-            views, task_manager = None, catalog.lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"]))
-            task_names = [task_meta["task"]]
-        else:
-            views = write_views(task_dir, strategy, views_dir)
-            task_manager, task_names = TaskManager(include_path=views_dir, include_defaults=False), list(views.values())
+    frames = {cell: [] for cell in cells}
+    with contextlib.ExitStack() as stack:
+        prepared = {}
+        for cell in cells:
+            task_meta = read_json(cell.task_dir / "task.json")
+            if task_meta["kind"] == "lm_eval":  # lm-eval's own task: its prompts, k-shot only
+                prepared[cell] = (task_meta, None, catalog.lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"])),
+                                  [task_meta["task"]])
+                continue
+            # The views live as long as the job: a failed job leaves no stray folder beside its outputs.
+            cell.out_path.parent.mkdir(parents=True, exist_ok=True)
+            views_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="views-", dir=cell.out_path.parent))
+            views = write_views(cell.task_dir, cell.strategy, views_dir)
+            prepared[cell] = (task_meta, views, TaskManager(include_path=views_dir, include_defaults=False),
+                              list(views.values()))
         for model_dir in checkpoint_dirs(model_root):
             model_meta = read_json(model_dir / "model.json")
-            lm = HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
-                      batch_size=batch_size)
-            results = simple_evaluate(
-                model=lm,
-                tasks=task_names,
-                task_manager=task_manager,
-                num_fewshot=strategy.num_fewshot,
-                bootstrap_iters=0,
-                log_samples=True,
-                limit=limit,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-                verbosity="WARNING",
-            )
-            p_true = strategy.kind == "p_true"
-            frame = cell_frame(results, views, lm, p_true=p_true)
-            if task_meta["random_baseline"] is not None and not p_true:  # the task's chance level, where it has one
-                frame["random_baseline"] = task_meta["random_baseline"]
-            frame.insert(0, "model", model_meta["model_id"])
-            frame.insert(1, "task", task_meta["task"])
-            frame.insert(2, "strategy", strategy.name)
-            frames.append(frame.reindex(columns=SAMPLE_COLUMNS))
-            log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs", model_meta["model_id"],
-                     task_meta["task"], strategy.name, frame.exact_match.mean(), frame.target_logprob.mean(),
-                     len(frame))
+            lm = load_lm(model_dir, batch_size)
+            for cell, (task_meta, views, task_manager, task_names) in prepared.items():
+                strategy = cell.strategy
+                results = simple_evaluate(
+                    model=lm, tasks=task_names, task_manager=task_manager, num_fewshot=strategy.num_fewshot,
+                    bootstrap_iters=0, log_samples=True, limit=limit, random_seed=seed, numpy_random_seed=seed,
+                    torch_random_seed=seed, fewshot_random_seed=seed, verbosity="WARNING",
+                )
+                p_true = strategy.kind == "p_true"
+                frame = cell_frame(results, views, lm, p_true=p_true)
+                if task_meta["random_baseline"] is not None and not p_true:  # the task's chance level
+                    frame["random_baseline"] = task_meta["random_baseline"]
+                frame.insert(0, "model", model_meta["model_id"])
+                frame.insert(1, "task", task_meta["task"])
+                frame.insert(2, "strategy", strategy.name)
+                frames[cell].append(frame.reindex(columns=SAMPLE_COLUMNS))
+                log.info("%s %s %s: exact match %.3f, mean target log-prob %.3f over %d docs",
+                         model_meta["model_id"], task_meta["task"], strategy.name, frame.exact_match.mean(),
+                         frame.target_logprob.mean(), len(frame))
             del lm
-    table = pd.concat(frames, ignore_index=True)
-    with atomic_path(out_path) as tmp:
-        table.to_parquet(tmp, index=False)
-    return table
+    tables = []
+    for cell, parts in frames.items():
+        tables.append(pd.concat(parts, ignore_index=True))
+        with atomic_path(cell.out_path) as tmp:
+            tables[-1].to_parquet(tmp, index=False)
+    return tables
+
+
+def load_lm(model_dir: Path, batch_size: int | str):
+    """The checkpoint as an lm-eval model: CUDA with bf16 when a GPU is present, else CPU with float32."""
+    from lm_eval.models.huggingface import HFLM
+
+    device, dtype = pick_device()
+    return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
+                batch_size=batch_size)
 
 
 def cell_frame(results: dict, views: dict | None, lm, *, p_true: bool = False) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emergence.config import task_settings
 from emergence.ladder import plan
+from emergence.models.families import external_runs
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import catalog
 
@@ -54,7 +55,7 @@ class StudyPlan:
     study: str
     version: str  # <config hash>-<code hash>
     code_hash: str
-    runs: dict = field(default_factory=dict)  # run key -> {family, run, settings, model_ids}
+    runs: dict = field(default_factory=dict)  # run key -> {family, source, strategies, run, settings, model_ids}
     tasks: dict = field(default_factory=dict)  # task key -> {task, kind, settings, ...}
     strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
 
@@ -78,6 +79,7 @@ def ladder_runs(family: dict) -> dict:
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
             runs[keyed(run, run_settings)] = {
                 "family": family["name"],
+                "source": "ladder",
                 "strategies": family.get("strategies"),
                 "run": run,
                 "settings": run_settings,
@@ -86,12 +88,19 @@ def ladder_runs(family: dict) -> dict:
     return runs
 
 
+def external_family_runs(family: dict) -> dict:
+    """Hub or local models: one run each (a hub model's revisions are its checkpoints)."""
+    return {keyed(run["run"], run["settings"]): {"family": family["name"], "strategies": family.get("strategies"),
+                                                 "source": family["source"], **run}
+            for run in external_runs(family)}
+
+
 def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     """The study's runs, tasks and strategies with their keys, and its version (config + code)."""
     code = code_hash(basedir)
     study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code[:8]}", code_hash=code)
     for family in config["models"]:
-        study.runs.update(ladder_runs(family))
+        study.runs.update(ladder_runs(family) if family["source"] == "ladder" else external_family_runs(family))
     for name in config["tasks"]:
         kind = catalog.kind_of(name, config["lm_eval_task_dirs"])
         for task in catalog.expand(name, kind):
@@ -121,3 +130,23 @@ def automatic_comparisons(config: dict) -> list[dict]:
                 out.append({"name": f"{name} ({family['name']})", "with": {"strategy": name, "family": family["name"]},
                             "without": {"strategy": "0shot", "family": family["name"]}})
     return out
+
+
+def network_problems(study: StudyPlan, workdir: str | Path = ".") -> list[str]:
+    """What cannot be fetched from here although this run needs it: hub models not yet downloaded and lm-eval
+    tasks with cells still to compute (checked when a run starts, so dry runs and finished studies need no
+    network)."""
+    from emergence.models.hub import check_hub_reachable
+
+    workdir = Path(workdir)
+    problems = []
+    if any(run["source"] == "hf" and not (workdir / "results/models" / key).exists()
+           for key, run in study.runs.items()):
+        problems += filter(None, [check_hub_reachable()])
+    pending = {task for run, task, strategy in study.cells()
+               if not (workdir / "results/cells" / run / task / f"{strategy}.parquet").exists()}
+    for key in sorted(pending):
+        spec = study.tasks[key]
+        if spec["kind"] == "lm_eval":
+            problems += filter(None, [catalog.lm_eval_problem(spec["task"], spec["lm_eval_task_dirs"])])
+    return problems

@@ -1,11 +1,12 @@
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
-from emergence.study import plan_study
+from emergence.study import keyed, network_problems, plan_study
 from emergence.tasks import bigbench
 
 min_version("9.0")
@@ -37,6 +38,10 @@ wildcard_constraints:
     parent=escaped({bigbench.parent_of(spec["task"]) for spec in PLAN.tasks.values() if spec["kind"] == "bigbench"}),
 
 
+def runs_from(*sources):
+    return [key for key, run in PLAN.runs.items() if run["source"] in sources]
+
+
 def task_source(wildcards):
     """A BIG-bench (sub)task is converted from its extracted parent task; other tasks need no input."""
     spec = PLAN.tasks[wildcards.task]
@@ -51,7 +56,20 @@ def task_dirs():
     return [f"results/tasks/{task}" for task in PLAN.tasks]
 
 
+def run_cells(run):
+    """(task key, strategy key) of every cell of one run."""
+    return [(task, strategy) for r, task, strategy in PLAN.cells() if r == run]
+
+
+def cellset(run):
+    """The folder of a run's cells under `cells_per_job: run`: named by the set, so another set is another job."""
+    return keyed("cells", run_cells(run))
+
+
 def cell_files():
+    """Per-cell Parquet files, or under `cells_per_job: run` one folder per run holding them."""
+    if config["evaluation"]["cells_per_job"] == "run":
+        return [f"results/cells/{run}/{cellset(run)}" for run in PLAN.runs]
     return [f"results/cells/{run}/{task}/{strategy}.parquet" for run, task, strategy in PLAN.cells()]
 
 
@@ -80,6 +98,12 @@ def final_outputs():
         *([f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
           if PLAN.comparisons else []),
     ]
+
+
+def check_network():
+    """Before any job runs (not on dry runs): hub models and hub datasets this run needs must be reachable."""
+    if problems := network_problems(PLAN):
+        raise WorkflowError("Cannot start:\n  - " + "\n  - ".join(problems))
 
 
 def publish_version():

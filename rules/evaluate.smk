@@ -14,8 +14,40 @@ rule evaluate:
         seed=config["evaluation"]["seed"],
     threads: config["threads"]["evaluate"]
     resources:
-        mem_mb=2000,
+        mem_mb=config["evaluation"]["mem_mb"],
+        gpu=config["evaluation"]["gpus"],
     conda:
         "../envs/emergence.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+rule evaluate_run:
+    """Every cell of one run in one job, each checkpoint loaded once (`evaluation.cells_per_job: run`)."""
+    input:
+        model="results/models/{run}",
+        tasks=lambda wc: sorted({f"results/tasks/{task}" for task, _ in run_cells(wc.run)}),
+    output:
+        cells=directory("results/cells/{run}/{cellset}"),
+    log:
+        "results/logs/evaluate_run/{run}/{cellset}.log",
+    params:
+        cells=lambda wc: [(task, PLAN.strategies[strategy], strategy) for task, strategy in run_cells(wc.run)],
+        n_cells=lambda wc: len(run_cells(wc.run)),
+        listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"
+                                     for t, s in run_cells(wc.run)),
+        batch_size=config["evaluation"]["batch_size"],
+        limit=config["evaluation"]["limit"],
+        seed=config["evaluation"]["seed"],
+    wildcard_constraints:
+        cellset=r"cells-[0-9a-f]{8}",
+    message:
+        "Evaluating every checkpoint of {wildcards.run} on {params.n_cells} cells (task x strategy): {params.listing}"
+    threads: config["threads"]["evaluate"]
+    resources:
+        mem_mb=config["evaluation"]["mem_mb"],
+        gpu=config["evaluation"]["gpus"],
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/evaluate_run.py"

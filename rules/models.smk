@@ -6,6 +6,8 @@ rule train_ladder:
         "results/logs/train_ladder/{run}.log",
     params:
         settings=lambda wc: PLAN.runs[wc.run]["settings"],
+    wildcard_constraints:
+        run=escaped(runs_from("ladder")),
     threads: config["threads"]["train"]
     resources:
         mem_mb=2000,
@@ -13,3 +15,21 @@ rule train_ladder:
         "../envs/emergence.yaml"
     script:
         "../scripts/train_ladder.py"
+
+
+rule fetch_model:
+    """One hub model (its revisions as checkpoints, pinned to commits, sha256-checked) or a local model directory."""
+    output:
+        run=directory("results/models/{run}"),
+    log:
+        "results/logs/fetch_model/{run}.log",
+    params:
+        settings=lambda wc: PLAN.runs[wc.run]["settings"],
+    wildcard_constraints:
+        run=escaped(runs_from("hf", "local")),
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/fetch_model.py"

@@ -3,6 +3,7 @@ conversion in BIG-bench's own formatting, per-choice and generative scoring on a
 by name, and the workflow on fixture excerpts (tests/fixtures/bigbench; the real archive is never downloaded)."""
 
 import copy
+import re
 import hashlib
 import http.server
 import json
@@ -109,12 +110,17 @@ def test_few_shot_pool_of_a_small_task_is_checked_up_front():
         check_config(config)
 
 
-def test_lm_eval_hub_task_fails_up_front_without_network(monkeypatch):
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    with pytest.raises(ConfigError, match=r"task 'wic' is an lm-eval task whose data comes from the Hugging Face "
-                                          r"hub \(aps/super_glue\), but http://127.0.0.1:9 is unreachable"):
-        check_config({**copy.deepcopy(DEFAULT), "tasks": ["wic"]})
+def test_lm_eval_hub_task_fails_before_any_job_without_network(tmp_path):
+    """A dry run lists the jobs; a real run stops before any job, saying what cannot be reached."""
+    config = {**copy.deepcopy(DEFAULT), "study": "hub_tasks", "tasks": ["wic"]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    env = {"HF_DATASETS_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}
+    dry = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "study.yaml"), env=env)
+    assert "evaluate" in dry.stdout
+    run = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "study.yaml"), env=env, check=False)
+    assert run.returncode != 0 and not (tmp_path / "results/models").exists()
+    assert re.search(r"task 'wic' is an lm-eval task whose data comes from the Hugging Face hub \(aps/super_glue\), "
+                     r"but http://127.0.0.1:9 is unreachable", run.stderr)
 
 
 def convert(name, tmp_path, **settings):

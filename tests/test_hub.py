@@ -13,14 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from emergence.aggregate import MODEL_COLUMNS
 from emergence.ladder import plan
 from emergence.ladder.model import ModelSize
 from emergence.ladder.tokenizer import build_char_tokenizer
 from emergence.models import ChecksumError, ModelDirError, link_local_model, validate_model_dir
-from tests.conftest import REPO
+from tests.conftest import REPO, snakemake
 from tests.hub_server import HubServer, closed_port_url
 
 TINY = "org/tiny"
@@ -308,3 +310,33 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
     with pytest.raises(ModelDirError, match=r"does not match the model: it has token ids up to 98 but the model's "
                                             r"embedding has only 50 rows"):
         validate_model_dir(path)
+
+
+@pytest.mark.workflow
+def test_a_hub_family_runs_through_the_workflow_and_downloads_once(hub, tmp_path):
+    """`source: hf` in a config: revisions become checkpoints pinned to their commits, evaluated like the ladder's;
+    a second run downloads nothing."""
+    config = {
+        "study": "hub", "tasks": ["addition_3digit"], "strategies": ["0shot"],
+        "task_defaults": {"n_eval": 4, "n_fewshot_pool": 2}, "analysis": {"bootstrap_samples": 100},
+        "models": [{"name": "tiny", "source": "hf", "revisions": ["step1000", "step3000"],
+                    "members": [{"repo": TINY, "tokens_per_step": 2048, "train_tokens": 6_144_000}]}],
+    }
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
+    env = {"HF_HUB_OFFLINE": None, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "study.yaml"), env=env)
+    run_dir = next((tmp_path / "results/models").iterdir())
+    repo = hub.repos[TINY]
+    for revision, step in (("step1000", 1000), ("step3000", 3000)):
+        meta = json.loads((run_dir / revision / "model.json").read_text())
+        assert meta["commit"] == repo.branches[revision] and meta["train_tokens"] == step * 2048
+        assert meta["model_id"] == f"tiny-tiny-{revision}" and meta["files"]["model.safetensors"] == sha256(
+            (run_dir / revision / "model.safetensors").read_bytes())
+    cells = pd.read_parquet(tmp_path / "results/hub/latest/cells.parquet")
+    assert sorted(cells.model) == ["tiny-tiny-step1000", "tiny-tiny-step3000"]
+    assert (cells.train_flops == 6 * cells.nonembedding_params * cells.train_tokens).all()
+
+    downloads = sum(hub.gets.values())
+    rerun = snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "study.yaml"), env=env)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr and sum(hub.gets.values()) == downloads

@@ -17,13 +17,12 @@ from emergence.models.hub import (
     check_hub_reachable,
     checkpoint_step_of,
     fetch_hub_model,
-    fetch_hub_run,
     resolve_revision,
 )
 from emergence.models.local import link_local_model
 
 __all__ = [
     "ChecksumError", "HubUnreachableError", "ModelDirError", "ModelSourceError", "check_hub_reachable",
-    "checkpoint_step_of", "fetch_hub_model", "fetch_hub_run", "link_local_model", "resolve_revision",
+    "checkpoint_step_of", "fetch_hub_model", "link_local_model", "resolve_revision",
     "validate_model_dir", "verify_model_files",
 ]

@@ -84,9 +84,13 @@ def _hub():
     return huggingface_hub
 
 
-def _unreachable_message(endpoint: str, err: BaseException, what: str, cache_dir: str) -> str:
+def _why(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _unreachable_message(endpoint: str, reason: str, what: str, cache_dir: str) -> str:
     return (
-        f"no network: cannot reach the Hugging Face hub at {endpoint} ({type(err).__name__}: {err}) to fetch "
+        f"no network: cannot reach the Hugging Face hub at {endpoint} ({reason}) to fetch "
         f"{what}, and it is not in the cache {cache_dir}. Fixes: run once where the hub is reachable (files are "
         "cached there and later runs need no network); or pre-download it on a machine with network into the "
         "same HF_HOME (`python -m emergence.models hf <repo> --revision <rev> --out <dir>`, or `hf download`) "
@@ -95,20 +99,29 @@ def _unreachable_message(endpoint: str, err: BaseException, what: str, cache_dir
     )
 
 
-def check_hub_reachable(endpoint: str | None = None, timeout: float = 3) -> str | None:
-    """None when the hub answers (any HTTP status) or HF_HUB_OFFLINE=1 (only the cache is used), else a message
-    naming the endpoint and the fixes; for config validation before any job starts."""
+def unreachable_reason(endpoint: str | None = None, timeout: float = 3) -> tuple[str, str | None]:
+    """(endpoint, why it cannot be reached or None when it answers with any HTTP status)."""
     hf = _hub()
-    if hf.constants.is_offline_mode():
-        return None
     endpoint = (endpoint or hf.constants.ENDPOINT).rstrip("/")
     import httpx2
 
     try:
         hf.utils.get_session().head(endpoint + "/", timeout=timeout)
     except (httpx2.TransportError, OSError) as err:
-        return _unreachable_message(endpoint, err, "models with `source: hf`", hf.constants.HF_HUB_CACHE)
-    return None
+        return endpoint, _why(err)
+    return endpoint, None
+
+
+def check_hub_reachable(endpoint: str | None = None, timeout: float = 3) -> str | None:
+    """None when the hub answers (any HTTP status) or HF_HUB_OFFLINE=1 (only the cache is used), else a message
+    naming the endpoint and the fixes; for checks before any job starts."""
+    hf = _hub()
+    if hf.constants.is_offline_mode():
+        return None
+    endpoint, reason = unreachable_reason(endpoint, timeout)
+    if reason is None:
+        return None
+    return _unreachable_message(endpoint, reason, "models with `source: hf`", hf.constants.HF_HUB_CACHE)
 
 
 def _revision_message(api, repo_id: str, revision: str, endpoint: str) -> str:
@@ -237,7 +250,7 @@ def resolve_revision(repo_id: str, revision: str = "main", *, endpoint: str | No
     except (httpx2.TransportError, OfflineModeIsEnabled) as err:
         cached = _resolve_cached(repo_id, revision, cache_dir)
         if cached is None:
-            raise HubUnreachableError(_unreachable_message(endpoint, err, what, cache_dir)) from None
+            raise HubUnreachableError(_unreachable_message(endpoint, _why(err), what, cache_dir)) from None
         log.warning("hub %s unreachable (%s): using the cached commit %s of %s", endpoint, err, cached[0], what)
         return (*cached, True)
     return commit, expected, False
@@ -292,7 +305,7 @@ def _fetch_file(name, *, repo_id, commit, expected: Expected | None, dest: Path,
             cached = hf.hf_hub_download(repo_id, name, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
                                         token=token, force_download=force)
         except LocalEntryNotFoundError as err:
-            raise HubUnreachableError(_unreachable_message(endpoint, err, f"{repo_id}@{commit}: {name}",
+            raise HubUnreachableError(_unreachable_message(endpoint, _why(err), f"{repo_id}@{commit}: {name}",
                                                            cache_dir)) from None
         except HfHubHTTPError as err:
             raise ModelSourceError(f"downloading {name} of {repo_id}@{commit} from {endpoint} failed: {err}") from None
@@ -432,22 +445,3 @@ def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path, *, 
 def revision_dir_name(revision: str) -> str:
     """A folder name for a revision (`refs/pr/1` -> `refs_pr_1`)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", revision)
-
-
-def fetch_hub_run(repo_id: str, revisions: list[str], run_dir: str | Path, *, family: str, run: str | None = None,
-                  train_tokens: dict[str, int] | int | None = None, **kwargs) -> list[dict]:
-    """Fetch several revisions of one repository as the checkpoints of one run: `run_dir/<revision>/`.
-
-    Model ids are `<run>-<revision>` (run defaults to the repository name, e.g. `pythia-70m-step3000`); the last
-    revision listed is the final checkpoint. `train_tokens` may map revisions to token counts.
-    """
-    run = run or repo_id.split("/")[-1]
-    run_dir = Path(run_dir)
-    metas = []
-    for i, revision in enumerate(revisions):
-        tokens = train_tokens.get(revision) if isinstance(train_tokens, dict) else train_tokens
-        metas.append(fetch_hub_model(
-            repo_id, revision, run_dir / revision_dir_name(revision), family=family, run=run,
-            model_id=f"{run}-{revision_dir_name(revision)}", train_tokens=tokens,
-            final_checkpoint=i == len(revisions) - 1, **kwargs))
-    return metas

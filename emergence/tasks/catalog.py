@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import urllib.error
-import urllib.request
 from functools import cache
 
 from emergence.ladder import data
@@ -68,28 +66,19 @@ def lm_eval_datasets(name: str, lm_eval_dirs=()) -> set[str]:
     return {entry.cfg.get("dataset_path", "")}
 
 
-def hub_problem(timeout: float = 3.0) -> str | None:
-    """Why the Hugging Face hub cannot be used from here, or None. `HF_DATASETS_OFFLINE=1` means the user has
-    the data cached, so it is trusted; otherwise the endpoint must answer."""
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return None
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError) as err:
-        return f"{endpoint} is unreachable ({getattr(err, 'reason', err)})"
-    return None
-
-
 def lm_eval_problem(name: str, lm_eval_dirs=()) -> str | None:
     """A message when an lm-eval task needs hub datasets that cannot be fetched from here, else None."""
+    from emergence.models.hub import unreachable_reason
+
     remote = sorted(d for d in lm_eval_datasets(name, lm_eval_dirs) if d not in LOCAL_DATASETS)
-    if not remote or (problem := hub_problem()) is None:
+    if not remote or os.environ.get("HF_DATASETS_OFFLINE") == "1":  # offline mode: the user has them cached
+        return None
+    endpoint, reason = unreachable_reason()
+    if reason is None:
         return None
     return (f"task {name!r} is an lm-eval task whose data comes from the Hugging Face hub "
-            f"({', '.join(remote[:3])}{', ...' if len(remote) > 3 else ''}), but {problem}. Run it where the hub "
+            f"({', '.join(remote[:3])}{', ...' if len(remote) > 3 else ''}), but {endpoint} is unreachable "
+            f"({reason}). Run it where the hub "
             f"is reachable, or download the datasets there first and set HF_DATASETS_OFFLINE=1 here; the offline "
             f"default study uses generated and BIG-bench tasks only.")
 
