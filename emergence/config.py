@@ -20,6 +20,10 @@ from emergence.tasks import bigbench, catalog
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
 
 
+# Folders of results/ that hold shared, content-addressed data; a study's own folder is results/<study>/.
+RESERVED_STUDY_NAMES = ("cells", "data", "downloads", "logs", "models", "tasks")
+
+
 class ConfigError(ValueError):
     """A config problem, phrased for the person who wrote the config."""
 
@@ -29,7 +33,9 @@ def load_schema() -> dict:
 
 
 def _suggest(value: str, choices) -> str:
-    close = difflib.get_close_matches(str(value), list(choices), n=3, cutoff=0.75)
+    """' Did you mean ...?' for the closest valid choices (case-insensitive), or ''."""
+    by_lower = {str(c).lower(): c for c in choices}
+    close = [by_lower[c] for c in difflib.get_close_matches(str(value).lower(), list(by_lower), n=3, cutoff=0.75)]
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
@@ -109,6 +115,9 @@ def check_config(config: dict) -> dict:
 
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
+    if config["study"] in RESERVED_STUDY_NAMES:
+        problems.append(f"study {config['study']!r} would share results/{config['study']}/ with the pipeline's own "
+                        f"folder; choose another name (reserved: {', '.join(RESERVED_STUDY_NAMES)}).")
     names = [m["name"] for m in config["models"]]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")

@@ -80,9 +80,12 @@ def build_report(snakefile: str | Path, workdir: str | Path, version_dir: str | 
     report = version_dir / "report.html"
     if report.exists() or not (version_dir / "config.yaml").exists():
         return
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
-                    "--configfile", str(version_dir / "config.yaml"), "--report", str(report), "--nolock"],
-                   check=True, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
+                           str(workdir), "--configfile", str(version_dir / "config.yaml"), "--report", str(report),
+                           "--nolock"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building {report} failed (the results are complete; rerun to retry the report):\n"
+                           f"{proc.stderr[-3000:]}")
 
 
 def publish(study_dir: str | Path, version: str) -> None:

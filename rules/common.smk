@@ -24,7 +24,7 @@ VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
 # BIG-bench data is cached by the archive's checksum: another archive never mixes with the pinned one.
 BIGBENCH_SHA8 = config["bigbench"]["archive_sha256"][:8]
 BIGBENCH_ARCHIVE = f"results/downloads/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}.tar.gz"
-BIGBENCH_DIR = f"results/bigbench/{bigbench.VERSION}-{BIGBENCH_SHA8}"
+BIGBENCH_DIR = f"results/data/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}"
 
 
 def escaped(names):
