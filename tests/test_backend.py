@@ -92,6 +92,28 @@ def test_generations_match_hflm(ladder):
         assert len(set(expected)) > 1
 
 
+def test_gpt_neox_with_rotary_positions_matches_hflm(tmp_path):
+    """Pythia's architecture (rotary positions, parallel residual): positions after a cached prefix must be right."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from emergence.ladder.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer()
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=256, rotary_pct=0.25, max_position_embeddings=256,
+                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPTNeoXForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    ll = _requests("loglikelihood", _loglikelihood_args()[:40])
+    gen = _requests("generate_until", [(_prompt(i, shots=i % 4), {"until": ["\n"], "max_gen_toks": 6})
+                                       for i in range(8)])
+    hflm, fast = _hflm(tmp_path), FastLM(pretrained=str(tmp_path), device="cpu")
+    expected, got = hflm.loglikelihood(ll, disable_tqdm=True), fast.loglikelihood(ll)
+    np.testing.assert_allclose([g for g, _ in got], [e for e, _ in expected], rtol=0, atol=TOL)
+    assert fast.generate_until(gen) == hflm.generate_until(gen, disable_tqdm=True)
+
+
 def test_rolling_loglikelihood_matches_hflm(ladder):
     _, models = ladder
     texts = [_prompt(1), "\n\n".join(_prompt(i) for i in range(3))]  # the second spans two 128-token windows
