@@ -13,6 +13,8 @@ changes only how the work is done:
 - rows are sorted by length and batched with right padding (no attention mask in the plain causal case); the LM
   head runs only at the scored positions, and the log-likelihood sum and the greedy flag come from the same
   logits through vectorised gathers and `index_add_`; results stay on the device until one transfer at the end;
+- GPT-2 models (the ladder) run their last block only where a log-likelihood is scored (or, in generation, at each
+  prompt's last position): every other position needs only its keys and values there;
 - activation modules that `transformers` itself documents as numerically equivalent to a fused kernel
   (`gelu_new`, `gelu_fast` -> `gelu_pytorch_tanh`) are swapped for it: the same function, one kernel;
 - batch size is a token budget by default (`batch_size="auto"`) and halves on CUDA out-of-memory, retrying the
@@ -145,6 +147,11 @@ class _InPlaceLayer(DynamicLayer):
         self.keys, self.values = self.buffer_k[:, :, :end], self.buffer_v[:, :, :end]
         return self.keys, self.values
 
+    def fill_to(self, filled: int) -> None:
+        """Mark the first `filled` positions of the buffers as written (by someone other than `update`)."""
+        self.filled, self.is_initialized, self.device = filled, True, self.buffer_k.device
+        self.keys, self.values = self.buffer_k[:, :, :filled], self.buffer_v[:, :, :filled]
+
     def get_seq_length(self) -> int:
         return self.filled
 
@@ -219,12 +226,13 @@ class FastLM(TemplateLM):
         self._base = self._model.base_model
         self._head = self._model.get_output_embeddings()
         self._max_length = max_length or resolve_max_length(model.config, tokenizer, default=DEFAULT_MAX_LENGTH)
-        self._batch_size = batch_size if batch_size == "auto" else int(batch_size)
+        self._batch_size = "auto" if str(batch_size).startswith("auto") else int(batch_size)  # "auto:N" as auto
         self.max_batch_size = max_batch_size
         self.max_rows: int | None = None  # lowered by out-of-memory halving, kept for later batches
         self.batch_tokens = BATCH_TOKENS.get(self._device.type, BATCH_TOKENS["cpu"])
         self.prefix_cache_bytes = PREFIX_CACHE_BYTES.get(self._device.type, PREFIX_CACHE_BYTES["cpu"])
         self.min_shared_prefix = MIN_SHARED_PREFIX
+        self.stats: dict[str, int] = {}  # set by each scoring call, see `_score`
         # right padding is never attended to; any id other than the model's pad id also keeps `transformers` from
         # warning that a padded batch comes without an attention mask
         self.pad_id = next(t for t in (tokenizer.eos_token_id, tokenizer.bos_token_id, 0, 1)
@@ -234,7 +242,8 @@ class FastLM(TemplateLM):
         self._bos_text = tokenizer.decode(self.prefix_token_id)
         self._stop_ids: dict[tuple[str, ...], torch.Tensor] = {}
         # The injection seam for everything that runs the network (tests wrap it to simulate out-of-memory):
-        # forward_fn(input_ids, attention_mask=, position_ids=, cache=, use_cache=) -> (hidden [B, T, d], cache).
+        # forward_fn(input_ids, attention_mask=, position_ids=, cache=, use_cache=, skip_last=)
+        #   -> (hidden [B, T, d], cache); see `_base_forward`.
         self.forward_fn: Forward = self._base_forward
         cfg = self.config
         # GPT-2 (the ladder): the last block runs only where log-likelihoods are scored (`_finish_last_block`)
@@ -479,11 +488,19 @@ class FastLM(TemplateLM):
         if not torch.allclose(self._logits(hidden[0]), reference, rtol=1e-3, atol=1e-3):
             raise NotImplementedError(f"{type(self._model).__name__}: logits are not the output head applied to "
                                       "the last hidden state; use lm-eval's `hf` model instead")
+        if self._partial_last:  # and the shortened last block must agree with the real one, else it is not used
+            attn = self._base.h[-1].attn
+            kv = [hidden.new_empty(1, attn.num_heads, 8, attn.head_dim) for _ in range(2)]
+            inner, _ = self._base_forward(ids, skip_last=True)
+            one = torch.ones(1, dtype=torch.long, device=self._device)
+            final = self._finish_last_block(inner, *kv, torch.zeros(1, 0, dtype=torch.bool, device=self._device),
+                                            0 * one, 8 * one)
+            self._partial_last = torch.allclose(final[0].float(), hidden[0].float(), rtol=1e-3, atol=1e-3)
 
-    def _rows_for(self, padded_len: int) -> int:
+    def _rows_for(self, padded_len: int, budget_scale: int = 1) -> int:
         """Rows per batch for sequences of `padded_len` tokens: the fixed batch size, or the token budget."""
         if self._batch_size == "auto":
-            rows = max(1, self.batch_tokens // max(1, padded_len))
+            rows = max(1, budget_scale * self.batch_tokens // max(1, padded_len))
         else:
             rows = self._batch_size
         for cap in (self.max_batch_size, self.max_rows):
@@ -491,13 +508,14 @@ class FastLM(TemplateLM):
                 rows = min(rows, cap)
         return rows
 
-    def _in_batches(self, items: list, length: Callable[[object], int], run: Callable[[list], None]) -> None:
+    def _in_batches(self, items: list, length: Callable[[object], int], run: Callable[[list], None],
+                    budget_scale: int = 1) -> None:
         """Run `run` over consecutive batches of `items` (best sorted longest first); on CUDA out-of-memory halve the
         batch and retry it (never below one row). The smaller size is kept for the rest of the evaluation."""
         start = 0
         while start < len(items):
-            rows = self._rows_for(length(items[start]))
-            rows = self._rows_for(max(length(item) for item in items[start:start + rows]))  # if not sorted
+            rows = self._rows_for(length(items[start]), budget_scale)
+            rows = self._rows_for(max(length(item) for item in items[start:start + rows]), budget_scale)
             batch = items[start:start + rows]
             try:
                 run(batch)
@@ -543,6 +561,10 @@ class FastLM(TemplateLM):
             grouped[members] = True
             plan.append((rows[members[0]][0][:p], members))
         plain = sorted(np.flatnonzero(~grouped).tolist(), key=lambda i: -lengths[i])
+        # what the last call did (for tests and benchmarks): input tokens of all rows, and those actually run
+        self.stats = {"rows": n_rows, "grouped_rows": int(grouped.sum()), "groups": len(plan),
+                      "tokens": int(lengths.sum()),
+                      "tokens_run": int(lengths.sum()) - sum((len(m) - 1) * len(prefix) for prefix, m in plan)}
 
         scratch = _Scratch()
 
@@ -708,8 +730,19 @@ class FastLM(TemplateLM):
             n_rows, width = ids.shape
             lengths_t = torch.from_numpy(lengths).to(self._device)
             cache = Cache(layers=[_InPlaceLayer(width + max_new, scratch=scratch, key=i) for i in range(n_layers)])
-            hidden, _ = self.forward_fn(ids.to(self._device), cache=cache, use_cache=True)  # [B, T, d]
-            last = hidden[torch.arange(n_rows, device=self._device), lengths_t - 1]  # [B, d]
+            if not self._partial_last:
+                hidden, _ = self.forward_fn(ids.to(self._device), cache=cache, use_cache=True)  # [B, T, d]
+                last = hidden[torch.arange(n_rows, device=self._device), lengths_t - 1]  # [B, d]
+            else:  # prefill: the last block only at each row's last position, its keys/values into the cache
+                hidden, _ = self.forward_fn(ids.to(self._device), cache=cache, use_cache=True, skip_last=True)
+                attn, layer = self._base.h[-1].attn, cache.layers[-1]
+                shape = (n_rows, attn.num_heads, width + max_new, attn.head_dim)
+                layer.buffer_k, layer.buffer_v = scratch.get("k", shape, hidden), scratch.get("v", shape, hidden)
+                last = self._finish_last_block(
+                    hidden, layer.buffer_k[:, :, :width], layer.buffer_v[:, :, :width],
+                    torch.zeros(n_rows, 0, dtype=torch.bool, device=self._device), lengths_t - 1,
+                    torch.ones_like(lengths_t))[:, 0]  # [B, d]
+                layer.fill_to(width)
             mask = torch.ones(n_rows, width + max_new, dtype=torch.long, device=self._device)  # [B, T + new]
             mask[:, :width] = torch.arange(width, device=self._device)[None] < lengths_t[:, None]
             steps = []
@@ -730,5 +763,6 @@ class FastLM(TemplateLM):
             for i, toks, k in zip(batch, tokens.tolist(), keep.sum(1).tolist()):
                 out[i] = toks[:k]
 
-        self._in_batches(order, lambda i: len(rows[i]) + max_new, run)
+        # generation takes 4x the token budget: each decoding step costs a forward call whatever its batch size
+        self._in_batches(order, lambda i: len(rows[i]) + max_new, run, budget_scale=4)
         return out

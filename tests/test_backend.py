@@ -70,9 +70,12 @@ def test_loglikelihood_matches_hflm(ladder, width):
     requests = _requests("loglikelihood", _loglikelihood_args())
     expected = _hflm(models[width]).loglikelihood(requests, disable_tqdm=True)
     for batch_size in ("auto", 3):
-        got = FastLM(pretrained=str(models[width]), device="cpu", batch_size=batch_size).loglikelihood(requests)
+        lm = FastLM(pretrained=str(models[width]), device="cpu", batch_size=batch_size)
+        got = lm.loglikelihood(requests)
         np.testing.assert_allclose([g for g, _ in got], [e for e, _ in expected], rtol=0, atol=TOL)
         assert [g for _, g in got] == [e for _, e in expected]
+    # both shortcuts were really taken: shared prefixes, and the last GPT-2 block only at scored positions
+    assert lm.stats["groups"] >= 10 and lm.stats["tokens_run"] < 0.7 * lm.stats["tokens"] and lm._partial_last
     greedy = [e for _, e in expected]
     assert any(greedy) and not all(greedy)  # the flag is really exercised both ways
 
