@@ -73,6 +73,7 @@ def evaluate_run(
     cells: list[Cell],
     *,
     batch_size: int | str = 64,
+    backend: str = "emergence",
     seed: int = 1234,
     threads: int = 1,
     limit: int | None = None,
@@ -101,7 +102,7 @@ def evaluate_run(
                               list(views.values()))
         for model_dir in checkpoint_dirs(model_root):
             model_meta = read_json(model_dir / "model.json")
-            lm = load_lm(model_dir, batch_size)
+            lm = load_lm(model_dir, batch_size, backend)
             for cell, (task_meta, views, task_manager, task_names) in prepared.items():
                 strategy = cell.strategy
                 results = simple_evaluate(
@@ -129,11 +130,18 @@ def evaluate_run(
     return tables
 
 
-def load_lm(model_dir: Path, batch_size: int | str):
-    """The checkpoint as an lm-eval model: CUDA with bf16 when a GPU is present, else CPU with float32."""
+def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence"):
+    """The checkpoint as an lm-eval model: CUDA with bf16 when a GPU is present, else CPU with float32.
+
+    `emergence` is this project's backend (same log-likelihoods and generations as HFLM, less overhead);
+    `hf` is lm-eval's stock HFLM, kept for comparison."""
+    device, dtype = pick_device()
+    if backend == "emergence":
+        from emergence.backend import FastLM
+
+        return FastLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size)
     from lm_eval.models.huggingface import HFLM
 
-    device, dtype = pick_device()
     return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
                 batch_size=batch_size)
 
@@ -170,7 +178,7 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
     `target` is the gold answer, `completion` the gold continuation scored by likelihood (the answer, or a trace
     ending in it), `generation` the raw greedy output and `answer` what the filters extracted from it; exact
     match and BLEU compare the answer with every valid target of the document. `target_tokens` (tokens of the
-    completion) comes from lm-eval's own context/continuation split (`HFLM._encode_pair`), which moves trailing
+    completion) comes from lm-eval's own context/continuation split (`TemplateLM._encode_pair`), which moves trailing
     context whitespace into the continuation; lm-eval does not record the count itself. Without a likelihood
     view (lm-eval's own generative tasks) the likelihood columns are empty.
     """

@@ -10,6 +10,7 @@ rule evaluate:
     params:
         strategy=lambda wc: PLAN.strategies[wc.strategy],
         batch_size=config["evaluation"]["batch_size"],
+        backend=config["evaluation"]["backend"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
     threads: config["threads"]["evaluate"]
@@ -37,6 +38,7 @@ rule evaluate_run:
         listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"
                                      for t, s in run_cells(wc.run)),
         batch_size=config["evaluation"]["batch_size"],
+        backend=config["evaluation"]["backend"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
     wildcard_constraints:

@@ -9,6 +9,7 @@ with logged(snakemake.log[0]):
         Strategy(**snakemake.params.strategy),
         snakemake.output.samples,
         batch_size=snakemake.params.batch_size,
+        backend=snakemake.params.backend,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
         limit=snakemake.params.limit,

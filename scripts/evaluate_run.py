@@ -5,8 +5,8 @@ from emergence.strategies import Strategy
 from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
-    out = Path(snakemake.output.cells)
+    out, params = Path(snakemake.output.cells), snakemake.params
     cells = [Cell(Path("results/tasks") / task, Strategy(**spec), out / task / f"{key}.parquet")
-             for task, spec, key in snakemake.params.cells]
-    evaluate_run(snakemake.input.model, cells, batch_size=snakemake.params.batch_size, seed=snakemake.params.seed,
-                 threads=snakemake.threads, limit=snakemake.params.limit)
+             for task, spec, key in params.cells]
+    evaluate_run(snakemake.input.model, cells, batch_size=params.batch_size, backend=params.backend,
+                 seed=params.seed, threads=snakemake.threads, limit=params.limit)
