@@ -35,11 +35,15 @@ SAMPLE_COLUMNS = [
 ]
 
 
-def pick_device() -> tuple[str, str]:
-    """CUDA with bf16 when a GPU is present, else CPU with float32."""
+def pick_device(device: str = "auto") -> tuple[str, str]:
+    """`auto`: CUDA with bf16 when a GPU is present, else CPU with float32; `cpu`/`cuda` force one."""
     import torch
 
-    return ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("evaluation.device is cuda but no CUDA device is visible; use auto or cpu")
+    return (device, "bfloat16" if device == "cuda" else "float32")
 
 
 def checkpoint_dirs(model_root: str | Path) -> list[Path]:
@@ -74,6 +78,7 @@ def evaluate_run(
     *,
     batch_size: int | str = 64,
     backend: str = "emergence",
+    device: str = "auto",
     seed: int = 1234,
     threads: int = 1,
     limit: int | None = None,
@@ -102,7 +107,7 @@ def evaluate_run(
                               list(views.values()))
         for model_dir in checkpoint_dirs(model_root):
             model_meta = read_json(model_dir / "model.json")
-            lm = load_lm(model_dir, batch_size, backend)
+            lm = load_lm(model_dir, batch_size, backend, device)
             for cell, (task_meta, views, task_manager, task_names) in prepared.items():
                 strategy = cell.strategy
                 results = simple_evaluate(
@@ -130,12 +135,12 @@ def evaluate_run(
     return tables
 
 
-def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence"):
-    """The checkpoint as an lm-eval model: CUDA with bf16 when a GPU is present, else CPU with float32.
+def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence", device: str = "auto"):
+    """The checkpoint as an lm-eval model on `device` (see `pick_device`).
 
     `emergence` is this project's backend (same log-likelihoods and generations as HFLM, less overhead);
     `hf` is lm-eval's stock HFLM, kept for comparison."""
-    device, dtype = pick_device()
+    device, dtype = pick_device(device)
     if backend == "emergence":
         from emergence.backend import FastLM
 

@@ -11,6 +11,7 @@ rule evaluate:
         strategy=lambda wc: PLAN.strategies[wc.strategy],
         batch_size=config["evaluation"]["batch_size"],
         backend=config["evaluation"]["backend"],
+        device=config["evaluation"]["device"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
     threads: config["threads"]["evaluate"]
@@ -39,6 +40,7 @@ rule evaluate_run:
                                      for t, s in run_cells(wc.run)),
         batch_size=config["evaluation"]["batch_size"],
         backend=config["evaluation"]["backend"],
+        device=config["evaluation"]["device"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
     wildcard_constraints:

@@ -10,6 +10,7 @@ with logged(snakemake.log[0]):
         snakemake.output.samples,
         batch_size=snakemake.params.batch_size,
         backend=snakemake.params.backend,
+        device=snakemake.params.device,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
         limit=snakemake.params.limit,

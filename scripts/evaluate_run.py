@@ -9,4 +9,4 @@ with logged(snakemake.log[0]):
     cells = [Cell(Path("results/tasks") / task, Strategy(**spec), out / task / f"{key}.parquet")
              for task, spec, key in params.cells]
     evaluate_run(snakemake.input.model, cells, batch_size=params.batch_size, backend=params.backend,
-                 seed=params.seed, threads=snakemake.threads, limit=params.limit)
+                 device=params.device, seed=params.seed, threads=snakemake.threads, limit=params.limit)
