@@ -106,8 +106,10 @@ class Plain:
             torch.cuda.synchronize()
 
 
-def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, warmup, ablations) -> list[dict]:
-    """Time HFLM, the emergence backend and the plain forward on `requests`, interleaved; rows for the table."""
+def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, warmup, ablations,
+              unfused=None) -> list[dict]:
+    """Time HFLM, the emergence backend and the plain forward on `requests`, interleaved; rows for the table.
+    `ablations`: also the backend with one of its shortcuts off (`unfused`: a copy without fused activations)."""
     pairs = [hflm._encode_pair(*r.args) for r in requests]
     sequences = [(c + x)[-(hflm.max_length + 1):][:-1] for c, x in pairs]
     tokens = sum(len(s) + 1 for s in sequences)
@@ -129,6 +131,10 @@ def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, w
                         setattr(fast, k, v)
             return run
         runs["emergence, no prefix sharing"] = variant(min_shared_prefix=10**9)
+        if fast._partial_last:
+            runs["emergence, full last block"] = variant(_partial_last=False)
+        if unfused is not None:
+            runs["emergence, unfused GELU"] = unfused.loglikelihood
     runs["lm-eval HFLM"](requests[:warmup])  # warm-up (kernels, allocator, lazy imports), not timed
     fast.loglikelihood(requests[:warmup])
     Plain(hflm.model, sequences[:warmup], batch_size, device)(None)
@@ -196,7 +202,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="HFLM's and the plain forward's batch size")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per backend (default: 3 CPU, 2 GPU)")
     parser.add_argument("--models", nargs="*", help="labels to run (default: all for the device)")
-    parser.add_argument("--ablations", action="store_true", help="also time the backend without prefix sharing")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also time the backend with each shortcut off (prefix sharing, short last block, fusion)")
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="also time greedy generation of N requests on the first model (default: 0, off)")
     args = parser.parse_args()
@@ -235,8 +242,9 @@ def main() -> None:
                     continue
                 hflm = HFLM(pretrained=path, tokenizer=path, device="cpu", dtype="float32", batch_size=args.batch_size)
                 fast = FastLM(pretrained=path, device="cpu", dtype="float32")
+                unfused = FastLM(pretrained=path, device="cpu", fuse_activations=False) if args.ablations else None
                 rows += run_model(label, hflm, fast, device, "float32", requests, args.batch_size, repeats, warmup,
-                                  args.ablations)
+                                  args.ablations, unfused)
                 if args.generate and label == "ladder-d128L2":
                     gen = build_requests(args.generate, Path(tmp), view="gen")
                     rows += run_generation(label, hflm, fast, device, "float32", gen, args.batch_size, repeats)
