@@ -26,6 +26,7 @@ takes the log-softmax in the model's dtype), so on a GPU the values are the more
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -224,6 +225,9 @@ class FastLM(TemplateLM):
         if fuse_activations:
             _fuse_activations(self._model)
         self._base = self._model.base_model
+        # `transformers` 5.24 names the key/value cache `cache`, earlier 5.x `past_key_values`
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(self._base.forward).parameters else \
+            "past_key_values"
         self._head = self._model.get_output_embeddings()
         self._max_length = max_length or resolve_max_length(model.config, tokenizer, default=DEFAULT_MAX_LENGTH)
         self._batch_size = "auto" if str(batch_size).startswith("auto") else int(batch_size)  # "auto:N" as auto
@@ -426,15 +430,15 @@ class FastLM(TemplateLM):
                       skip_last=False):
         """The base model (no head) -> (last hidden state [B, T, d], cache). `skip_last`: stop before the last block
         and return that block's input instead (see `_finish_last_block`)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                  self._cache_kwarg: cache, "use_cache": use_cache}
         if not skip_last:
-            out = self._base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=use_cache)
-            return out.last_hidden_state, out.cache if use_cache else None
+            out = self._base(**kwargs)
+            return out.last_hidden_state, out.get(self._cache_kwarg) if use_cache else None
         blocks, capture = self._base.h, _Capture()
         last, blocks[-1] = blocks[-1], capture
         try:
-            self._base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
-                       use_cache=use_cache)
+            self._base(**kwargs)
         finally:
             blocks[-1] = last
         return capture.hidden, cache
@@ -481,13 +485,32 @@ class FastLM(TemplateLM):
     @torch.inference_mode()
     def _check_head(self) -> None:
         """Once, on eight tokens: the head on the base model's last hidden state must reproduce the model's logits
-        (true for GPT-2, GPT-NeoX, Llama-style models); refuse architectures that post-process them otherwise."""
-        ids = torch.full((1, 8), self.pad_id, device=self._device)
+        (true for GPT-2, GPT-NeoX, Llama-style models), and the cached path must reproduce a full pass; refuse the
+        model otherwise. The shortened last GPT-2 block is used only if it reproduces the real one."""
+        # relative error allowed between two ways of computing the same thing: float32 rounding, or bfloat16's
+        # (a gross error, such as an ignored cache, is of order 1)
+        tolerance = 1e-4 if next(self._model.parameters()).dtype == torch.float32 else 5e-2
+
+        def close(a, b):
+            return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-6)) < tolerance
+
+        ids = (torch.arange(8, device=self._device)[None] * 7 + 3) % min(len(self.tokenizer), 50)  # [1, 8]
+        ids[ids == self.config.pad_token_id] = self.pad_id
         reference = self._model(input_ids=ids).logits[0].float()
         hidden, _ = self._base_forward(ids)
-        if not torch.allclose(self._logits(hidden[0]), reference, rtol=1e-3, atol=1e-3):
+        if not close(self._logits(hidden[0]), reference):
             raise NotImplementedError(f"{type(self._model).__name__}: logits are not the output head applied to "
                                       "the last hidden state; use lm-eval's `hf` model instead")
+        # the cached path as the backend drives it: 5 tokens, then 3 more against an in-place cache with a mask and
+        # explicit positions, must give the hidden states of one pass over all 8
+        n_layers = self.config.get_text_config().num_hidden_layers
+        cache = Cache(layers=[_InPlaceLayer(8) for _ in range(n_layers)])
+        self._base_forward(ids[:, :5], cache=cache, use_cache=True)
+        rest, _ = self._base_forward(ids[:, 5:], attention_mask=torch.ones_like(ids), cache=cache, use_cache=True,
+                                     position_ids=torch.arange(5, 8, device=self._device)[None])
+        if not close(rest[0], hidden[0, 5:]):
+            raise NotImplementedError(f"{type(self._model).__name__}: continuing from a key/value cache does not "
+                                      "reproduce the full forward pass with this `transformers` version")
         if self._partial_last:  # and the shortened last block must agree with the real one, else it is not used
             attn = self._base.h[-1].attn
             kv = [hidden.new_empty(1, attn.num_heads, 8, attn.head_dim) for _ in range(2)]
@@ -495,7 +518,7 @@ class FastLM(TemplateLM):
             one = torch.ones(1, dtype=torch.long, device=self._device)
             final = self._finish_last_block(inner, *kv, torch.zeros(1, 0, dtype=torch.bool, device=self._device),
                                             0 * one, 8 * one)
-            self._partial_last = torch.allclose(final[0].float(), hidden[0].float(), rtol=1e-3, atol=1e-3)
+            self._partial_last = close(final[0], hidden[0])
 
     def _rows_for(self, padded_len: int, budget_scale: int = 1) -> int:
         """Rows per batch for sequences of `padded_len` tokens: the fixed batch size, or the token budget."""
