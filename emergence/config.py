@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -80,10 +81,31 @@ def _friendly(error: jsonschema.ValidationError, schema: dict) -> str:
         return f"config {where} is empty; give at least {error.validator_value} item(s)."
     if error.validator == "uniqueItems":
         return f"config {where} lists an item twice: {error.instance!r}."
+    if error.validator == "oneOf":
+        choices = " or ".join(map(_describe, error.validator_value))
+        return f"config {where} = {error.instance!r} is not valid; give {choices}."
     if error.validator == "pattern":
         return (f"config {where} = {error.instance!r} is not allowed: use letters, digits, '_' (and '.', '-' in "
                 f"a study name), starting with a letter or digit.")
     return f"config {where}: {error.message}"
+
+
+def _describe(schema: dict) -> str:
+    """`{type: integer, minimum: 1}` -> 'an integer >= 1'; `{const: auto}` -> "'auto'"."""
+    if "const" in schema:
+        return repr(schema["const"])
+    kind = {"integer": "an integer", "number": "a number", "string": "a string"}.get(schema.get("type"), "a value")
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+              if key in schema]
+    return " ".join([kind, *bounds])
+
+
+def _non_finite(value, path=()) -> list[str]:
+    """NaN and infinity pass the schema's bounds (every comparison with NaN is false); name them instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"config {_where(path)} = {value} is not a finite number; give a number."]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [problem for key, item in items for problem in _non_finite(item, (*path, key))]
 
 
 def _with_defaults(validator_class):
@@ -106,6 +128,7 @@ def check_config(config: dict) -> dict:
     filled = copy.deepcopy(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     problems = [_friendly(e, schema) for e in sorted(validator.iter_errors(filled), key=lambda e: list(e.path))]
+    problems += _non_finite(filled)
     if not problems:
         problems = _semantic_problems(filled)
     if problems:

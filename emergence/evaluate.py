@@ -24,7 +24,7 @@ from emergence import metrics
 from emergence.io import atomic_path, read_json
 from emergence.strategies import Strategy
 from emergence.tasks import catalog
-from emergence.tasks.views import write_views
+from emergence.tasks.views import validate_task_dir, write_views
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def evaluate_run(
     with contextlib.ExitStack() as stack:
         prepared = {}
         for cell in cells:
+            validate_task_dir(cell.task_dir, cell.strategy)  # bad data stops here, named by file and line
             task_meta = read_json(cell.task_dir / "task.json")
             if task_meta["kind"] == "lm_eval":  # lm-eval's own task: its prompts, k-shot only
                 prepared[cell] = (task_meta, None, catalog.lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"])),

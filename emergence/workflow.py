@@ -19,7 +19,8 @@ def logged(log_path: str | Path):
         logging.captureWarnings(True)
         try:
             yield
-        except Exception:
+        except Exception as err:
             logging.getLogger("emergence").exception("job failed")
-            print(f"job failed; see {log_path}", file=sys.__stderr__)
+            # the reason on the console too: a message that names the problem and its fix helps only where it is seen
+            print(f"job failed: {type(err).__name__}: {err}\n(traceback in {log_path})", file=sys.__stderr__)
             raise

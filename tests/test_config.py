@@ -22,26 +22,44 @@ def test_default_config_is_valid_and_gets_defaults():
     assert config["models"][0]["seeds"] == [0]
 
 
+def fault(mutate, message, id):
+    """A case of the `faults` suite (docs/reliability.md lists it by its id)."""
+    return pytest.param(mutate, message, marks=pytest.mark.faults, id=id)
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'"),
-        (lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis"),
-        (lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'.*Did you mean 'addition_3digit'"),
-        (lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, cot, instruction, p_true, scratchpad"),
+        fault(lambda c: c["models"][0].update(widthz=[16]), "unknown config key 'models\\[0\\].widthz'.*Did you mean 'widths'",
+              "unknown-key-typo"),
+        fault(lambda c: c.update(colour="red"), "unknown config key 'colour': valid keys here are analysis",
+              "unknown-key-top-level"),
+        fault(lambda c: c.update(tasks=["addition_3digits"]), "unknown task 'addition_3digits'.*Did you mean 'addition_3digit'",
+              "unknown-task"),
+        fault(lambda c: c.update(strategies=["fewshot"]), "unknown strategy 'fewshot'; valid: <k>shot, cot, instruction, p_true, scratchpad",
+              "unknown-strategy"),
         (lambda c: c["models"][0].update(source="hub"), "models\\[0\\].source = 'hub' is not valid; choose one of ladder, hf"),
-        (lambda c: c.update(study="models"), "study 'models' would share results/models/ with the pipeline's own folder"),
+        fault(lambda c: c.update(study="models"), "study 'models' would share results/models/ with the pipeline's own folder",
+              "study-reserved-name"),
         (lambda c: c["models"][0].update(source="hf"), "models\\[0\\] \\(ladder\\): source: hf needs a suite \\(pythia"),
         (lambda c: c.update(models=[{"name": "p", "source": "hf", "suite": "pythia", "sizes": ["70M"]}]),
          "sizes: '70M' is not a pythia size; valid: 14m, .*Did you mean '70m'"),
         (lambda c: c.update(models=[{"name": "m", "source": "local", "members": [{"path": "/no/such/model"}]}]),
          "members\\[0\\].path: '/no/such/model' is not a directory"),
-        (lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range"),
-        (lambda c: c["models"][0].update(train_tokens="many"), "train_tokens must be of type integer"),
-        (lambda c: c["models"].append(copy.deepcopy(c["models"][0])), "family 'ladder' is defined twice"),
-        (lambda c: c.update(study="../elsewhere"), "study = '../elsewhere' is not allowed"),
-        (lambda c: c.update(strategies=["80shot"]), "'80shot' needs 80 exemplars but task 'addition_3digit' has a few-shot pool of 50"),
-        (lambda c: c.update(models=[]), "config models is empty"),
+        fault(lambda c: c["models"][0].update(widths=[0]), "widths\\[0\\] = 0 is out of range", "zero-size"),
+        fault(lambda c: c["task_defaults"].update(n_eval=-5),
+              "task_defaults.n_eval = -5 is out of range: -5 is less than the minimum of 1", "negative-size"),
+        fault(lambda c: c.update(evaluation={"batch_size": 0}),
+              "evaluation.batch_size = 0 is not valid; give an integer >= 1 or 'auto'", "zero-batch-size"),
+        fault(lambda c: c["models"][0].update(train_tokens="many"), "train_tokens must be of type integer", "wrong-type"),
+        fault(lambda c: c["models"][0].update(lr=float("nan")), "models\\[0\\].lr = nan is not a finite number",
+              "not-a-number"),
+        fault(lambda c: c["models"].append(copy.deepcopy(c["models"][0])), "family 'ladder' is defined twice",
+              "duplicate-model-names"),
+        fault(lambda c: c.update(study="../elsewhere"), "study = '../elsewhere' is not allowed", "study-not-a-path"),
+        fault(lambda c: c.update(strategies=["80shot"]),
+              "'80shot' needs 80 exemplars but task 'addition_3digit' has a few-shot pool of 50", "kshot-above-pool"),
+        fault(lambda c: c.update(models=[]), "config models is empty", "empty-model-list"),
         (lambda c: c.update(strategies=["scratchpad"]), "needs the document field 'scratchpad', which task 'subtraction_3digit'"),
         (lambda c: c["models"][0].update(example_format="scratchpad"), "'subtraction_3digit' has no scratchpad format"),
     ],

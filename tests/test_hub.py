@@ -282,7 +282,7 @@ def broken_copy(models, tmp_path, name="broken", source="early") -> Path:
     ("no_config", r"no config.json in .*broken: not a transformers model directory"),
     ("no_tokenizer", r"no tokenizer in .*broken .*tokenizer.save_pretrained"),
     ("missing_shard", r"missing 1 weight shard\(s\) named in model.safetensors.index.json: model-00002-of-00003"),
-])
+], ids=["no-weights", "truncated-safetensors", "garbage-safetensors", "no-config", "no-tokenizer", "missing-shard"])
 def test_broken_local_directories_name_the_problem_and_the_fix(models, tmp_path, damage, message):
     path = broken_copy(models, tmp_path, source="late" if damage == "missing_shard" else "early")
     weights = path / "model.safetensors"

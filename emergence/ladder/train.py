@@ -138,8 +138,9 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                      labels=torch.from_numpy(train_labels[rows, :width])).loss
         if not torch.isfinite(loss) or loss.item() > s.loss_explosion:
             raise TrainingDiverged(
-                f"run {s.run}: loss {loss.item():.4g} at step {step}/{s.total_steps}. "
-                f"Lower ladder.lr (now {s.lr}) or ladder.grad_clip (now {s.grad_clip}) in the config."
+                f"run {s.run}: training diverged, loss {loss.item():.4g} at step {step}/{s.total_steps}. Lower lr "
+                f"(now {s.lr}) of the family {s.family!r} in the config (models[].lr), or lengthen its warmup "
+                f"(models[].warmup_fraction, now {s.warmup_fraction}), and rerun."
             )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)

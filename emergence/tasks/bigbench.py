@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emergence.io import atomic_path, sha256_file, write_json
+from emergence.io import DataError, atomic_path, read_json, sha256_file, write_json
 
 VERSION = "1.0.0"
 # The archive's URL and pinned sha256 are config keys (bigbench.archive_url/archive_sha256, schema defaults).
@@ -204,16 +204,27 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
     entry = task_index()[name]
     relative = Path(entry["file"]).relative_to(parent_of(name))
     path = Path(source_dir) / relative
+    refetch = f"If the file was damaged after extraction, delete {source_dir} and rerun to extract it again."
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise BigBenchError(f"cannot read BIG-bench task {name!r} from {path}: {err}") from err
+        spec = read_json(path)  # a syntax error or non-UTF-8 bytes name the line
+    except (OSError, DataError) as err:
+        raise BigBenchError(f"cannot read BIG-bench task {name!r}: {err} {refetch}") from None
     examples = spec.get("examples") or []
     if not examples:
-        raise BigBenchError(f"BIG-bench task {name!r} ({path}) has no examples")
+        raise BigBenchError(f"BIG-bench task {name!r} ({path}) has no examples. {refetch}")
+    for i, example in enumerate(examples):
+        if not isinstance(example, dict) or "input" not in example or not {"target", "target_scores"} & set(example):
+            have = ", ".join(sorted(example)) if isinstance(example, dict) else type(example).__name__
+            raise BigBenchError(f"{path}: examples[{i}] needs 'input' and 'target' (or 'target_scores' for multiple "
+                                f"choice); it has {have or 'nothing'}. {refetch}")
     multiple_choice = is_multiple_choice(spec)
     rng = random.Random(seed)
-    docs = [format_example(e, spec, seed=seed + i) for i, e in enumerate(examples)]
+    docs = []
+    for i, example in enumerate(examples):
+        try:
+            docs.append(format_example(example, spec, seed=seed + i))
+        except BigBenchError as err:
+            raise BigBenchError(f"{path}: examples[{i}]: {err}") from None
     rng.shuffle(docs)
     size, pool = split_sizes(len(docs), n_eval, n_fewshot_pool)
     preferred = spec.get("preferred_score")

@@ -55,15 +55,35 @@ def expand(name: str, kind: str) -> list[str]:
     return bigbench.expand(name) if kind == "bigbench" else [name]
 
 
-def lm_eval_datasets(name: str, lm_eval_dirs=()) -> set[str]:
-    """The `dataset_path`s an lm-eval task or group reads (a group's member tasks, recursively)."""
+def lm_eval_configs(name: str, lm_eval_dirs=()) -> list[dict]:
+    """The config of an lm-eval task, or those of a group's member tasks (recursively)."""
     manager = lm_eval_manager(tuple(lm_eval_dirs))
-    entry = manager.task_index[name]
-    members = entry.cfg.get("task")
+    cfg = manager.task_index[name].cfg
+    members = cfg.get("task")
     if isinstance(members, list):  # a group
-        return set().union(*(lm_eval_datasets(m if isinstance(m, str) else m["task"], lm_eval_dirs)
-                             for m in members if (m if isinstance(m, str) else m.get("task")) in manager.task_index))
-    return {entry.cfg.get("dataset_path", "")}
+        names = (m if isinstance(m, str) else m.get("task") for m in members)
+        return [c for n in names if n in manager.task_index for c in lm_eval_configs(n, lm_eval_dirs)]
+    return [cfg]
+
+
+def lm_eval_datasets(name: str, lm_eval_dirs=()) -> set[str]:
+    """The `dataset_path`s an lm-eval task or group reads."""
+    return {cfg.get("dataset_path", "") for cfg in lm_eval_configs(name, lm_eval_dirs)}
+
+
+def lm_eval_data_files(name: str, lm_eval_dirs=()) -> list[tuple[str, object]]:
+    """The local JSON Lines files an lm-eval task or group reads (`dataset_path: json`), each with its task's
+    `doc_to_target`: checked before evaluation, since `datasets` reports a bad line without naming its file."""
+    files = []
+    for cfg in lm_eval_configs(name, lm_eval_dirs):
+        if cfg.get("dataset_path") != "json":
+            continue
+        data_files = (cfg.get("dataset_kwargs") or {}).get("data_files") or []
+        for value in data_files.values() if isinstance(data_files, dict) else [data_files]:
+            for path in [value] if isinstance(value, str) else value:
+                if str(path).endswith(".jsonl"):
+                    files.append((str(path), cfg.get("doc_to_target")))
+    return files
 
 
 def lm_eval_problem(name: str, lm_eval_dirs=()) -> str | None:

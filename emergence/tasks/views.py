@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from emergence.io import atomic_path, read_json, sha256_file, write_json
+from emergence.io import DataError, atomic_path, read_json, read_jsonl, sha256_file, write_json
 from emergence.strategies import Strategy, load_strategy
 
 OUTPUT_TYPES = {"gen": "generate_until", "ll": "loglikelihood", "mc": "multiple_choice"}
@@ -96,6 +96,34 @@ def _p_true_view(common: dict) -> dict:
 def strategy_fields(strategy: Strategy) -> list[str]:
     """The document fields a strategy builds its prompts from."""
     return ["proposed", "proposed_correct"] if strategy.kind == "p_true" else [strategy.completion]
+
+
+def validate_task_dir(task_dir: str | Path, strategy: Strategy) -> None:
+    """Check a task's data before lm-eval reads it: a malformed, non-UTF-8 or empty file or a record without its
+    target stops here with the file and line (lm-eval and `datasets` fail deep inside, without the file, or
+    score a record without a target as if it had one). A task folder the pipeline wrote is rebuilt by deleting
+    it; an lm-eval task's own JSON Lines files are the user's to fix."""
+    task_dir = Path(task_dir)
+    try:
+        meta = read_json(task_dir / "task.json")
+        if meta["kind"] != "lm_eval":
+            choices = ["choices", "gold"] if meta.get("multiple_choice") else []
+            required = list(dict.fromkeys(["question", "answer", *choices, *strategy_fields(strategy)]))
+            read_jsonl(task_dir / "test.jsonl", required)
+            pool = read_jsonl(task_dir / "fewshot.jsonl", required, allow_empty=True)
+            if len(pool) < strategy.num_fewshot:
+                raise DataError(f"{task_dir / 'fewshot.jsonl'} holds {len(pool)} exemplars, but strategy "
+                                f"{strategy.name!r} needs {strategy.num_fewshot}.")
+    except DataError as err:
+        raise DataError(f"{err} This task folder is written by the pipeline: delete {task_dir} and rerun to "
+                        f"write it again.") from None
+    if meta["kind"] == "lm_eval":
+        from emergence.tasks.catalog import lm_eval_data_files
+
+        for path, target in lm_eval_data_files(meta["task"], meta["lm_eval_task_dirs"]):
+            fields = {field for record in read_jsonl(path) for field in record}
+            if isinstance(target, str) and target in fields:  # a field name (lm-eval's rule), not a template
+                read_jsonl(path, required=[target])
 
 
 def write_views(task_dir: str | Path, strategy: Strategy, out_dir: str | Path) -> dict:
