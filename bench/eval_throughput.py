@@ -7,7 +7,9 @@ a plain batched forward pass over the same token sequences (right-padded, sorted
 
 On CPU the models are ladder GPT-2s (float32), freshly initialised: width 128 (the default ladder's largest) and
 192. On CUDA they are GPT-NeoX models shaped like Pythia-160M and Pythia-1B, randomly initialised from their
-configs in bfloat16 (nothing is downloaded). Every backend is warmed up first; the table reports the best of
+configs in bfloat16 (nothing is downloaded), with a byte-level BPE like Pythia's (`--tokenizer bpe`, the default
+there: Pythia's own cannot be downloaded here, so one is trained on the requests' text; numbers become a few
+tokens, as in GPT-NeoX's vocabulary) or the ladder's character tokenizer (`--tokenizer char`). Every backend is warmed up first; the table reports the best of
 `--repeats` interleaved runs (this machine's CPUs are shared). The last line is the speedup on the first model:
 
     speedup_vs_lm_eval: <emergence tokens/s / HFLM tokens/s>
@@ -28,7 +30,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
@@ -57,6 +58,20 @@ def build_requests(n: int, workdir: Path, view: str = "ll", seed: int = 1234) ->
     task.set_fewshot_seed(seed=seed)
     task.build_all_requests(limit=n, rank=0, world_size=1)
     return list(task.instances)
+
+
+def bpe_tokenizer(texts: list[str], vocab_size: int = 4096):
+    """A byte-level BPE (GPT-NeoX's scheme) trained on `texts`, as a `PreTrainedTokenizerFast`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   clean_up_tokenization_spaces=False)
 
 
 def cpu_models(workdir: Path):
@@ -135,6 +150,10 @@ def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, w
             runs["emergence, full last block"] = variant(_partial_last=False)
         if unfused is not None:
             runs["emergence, unfused GELU"] = unfused.loglikelihood
+        if device.type == "cuda":  # larger batches amortise kernel launches; prefix groups add launches
+            runs["emergence, 4x batch tokens"] = variant(batch_tokens=4 * fast.batch_tokens)
+            runs["emergence, no prefix sharing, 4x batch tokens"] = variant(min_shared_prefix=10**9,
+                                                                             batch_tokens=4 * fast.batch_tokens)
     runs["lm-eval HFLM"](requests[:warmup])  # warm-up (kernels, allocator, lazy imports), not timed
     fast.loglikelihood(requests[:warmup])
     Plain(hflm.model, sequences[:warmup], batch_size, device)(None)
@@ -204,6 +223,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="labels to run (default: all for the device)")
     parser.add_argument("--ablations", action="store_true",
                         help="also time the backend with each shortcut off (prefix sharing, short last block, fusion)")
+    parser.add_argument("--tokenizer", choices=["bpe", "char"], default="bpe",
+                        help="CUDA models' tokenizer (default: a byte-level BPE like Pythia's)")
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="also time greedy generation of N requests on the first model (default: 0, off)")
     args = parser.parse_args()
@@ -249,7 +270,8 @@ def main() -> None:
                     gen = build_requests(args.generate, Path(tmp), view="gen")
                     rows += run_generation(label, hflm, fast, device, "float32", gen, args.batch_size, repeats)
         else:
-            tokenizer = build_char_tokenizer()
+            tokenizer = (bpe_tokenizer([r.args[0] + r.args[1] for r in requests])
+                         if args.tokenizer == "bpe" else build_char_tokenizer())
             for label, shape in PYTHIA.items():
                 if args.models and label not in args.models:
                     continue

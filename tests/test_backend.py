@@ -164,6 +164,7 @@ def test_registered_with_lm_eval():
     assert get_model("emergence") is FastLM
 
 
+@pytest.mark.faults
 def test_out_of_memory_halves_the_batch_and_reruns_it(ladder, caplog):
     """A forward that raises CUDA's out-of-memory error above 4 rows (the real exception type, on CPU): every
     batch of 16 is retried at 8, then 4, and the results equal one-request-at-a-time results."""

@@ -345,3 +345,37 @@ def test_no_network_for_a_hub_model_is_said_before_any_job(tmp_path):
     assert run.returncode != 0 and not (tmp_path / "results").exists()
     assert f"Cannot start:\n  - no network: cannot reach the Hugging Face hub at {down}" in run.stderr
     assert "HF_HUB_OFFLINE=1" in run.stderr and "source: local" in run.stderr
+
+
+def test_gpu_oom_halves_the_batch_and_the_cell_completes(tiny_model, tmp_path, monkeypatch, caplog):
+    """CUDA's out-of-memory error (the real exception type, raised on CPU above 2 rows) during a cell: the backend
+    halves its batch, the cell completes, and its Parquet equals that of an unconstrained run."""
+    import torch
+
+    from emergence import evaluate
+
+    write_arithmetic_task("addition_3digit", tmp_path / "task", n_eval=12, n_fewshot_pool=4, seed=0)
+    reference = evaluate_cells(tiny_model, tmp_path / "task", ZERO_SHOT, tmp_path / "reference.parquet",
+                               batch_size=16)
+    load_lm = evaluate.load_lm
+
+    def constrained(*args, **kwargs):
+        lm = load_lm(*args, **kwargs)
+        real_forward = lm.forward_fn
+
+        def forward(input_ids, **kw):
+            if input_ids.shape[0] > 2:
+                raise torch.cuda.OutOfMemoryError("injected: more than 2 rows")
+            return real_forward(input_ids, **kw)
+
+        lm.forward_fn = forward
+        return lm
+
+    monkeypatch.setattr(evaluate, "load_lm", constrained)
+    with caplog.at_level("WARNING", logger="emergence.backend"):
+        table = evaluate_cells(tiny_model, tmp_path / "task", ZERO_SHOT, tmp_path / "cell.parquet", batch_size=16)
+    halvings = re.findall(r"out of memory with (\d+) rows per batch; retrying with (\d+)", caplog.text)
+    assert halvings and all(int(after) == int(before) // 2 for before, after in halvings)
+    written = pd.read_parquet(tmp_path / "cell.parquet")
+    assert len(written) == 12 and (written.generation == reference.generation).all()
+    assert (written.target_logprob - reference.target_logprob).abs().max() < 1e-4
