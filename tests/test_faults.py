@@ -373,7 +373,7 @@ def test_gpu_oom_halves_the_batch_and_the_cell_completes(tiny_model, tmp_path, m
 
     monkeypatch.setattr(evaluate, "load_lm", constrained)
     with caplog.at_level("WARNING", logger="emergence.backend"):
-        table = evaluate_cells(tiny_model, tmp_path / "task", ZERO_SHOT, tmp_path / "cell.parquet", batch_size=16)
+        evaluate_cells(tiny_model, tmp_path / "task", ZERO_SHOT, tmp_path / "cell.parquet", batch_size=16)
     halvings = re.findall(r"out of memory with (\d+) rows per batch; retrying with (\d+)", caplog.text)
     assert halvings and all(int(after) == int(before) // 2 for before, after in halvings)
     written = pd.read_parquet(tmp_path / "cell.parquet")

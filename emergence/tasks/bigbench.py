@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emergence.io import DataError, atomic_path, read_json, sha256_file, write_json
+from emergence.io import DataError, read_json, sha256_file
 
 VERSION = "1.0.0"
 # The archive's URL and pinned sha256 are config keys (bigbench.archive_url/archive_sha256, schema defaults).
