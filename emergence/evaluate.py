@@ -1,4 +1,4 @@
-"""Evaluate one cell group (a model run's checkpoints x one task x one strategy) through lm-eval's Python API.
+"""Evaluate cells (a model run's checkpoints x tasks x strategies) through lm-eval's Python API.
 
 The strategy's lm-eval views (see `emergence.tasks.views`) run in one `simple_evaluate` call on the same
 documents and few-shot exemplars: the generative view gives `generation`/`answer`/`exact_match`/`bleu`, the
