@@ -143,8 +143,10 @@ def network_problems(study: StudyPlan, workdir: str | Path = ".") -> list[str]:
     if any(run["source"] == "hf" and not (workdir / "results/models" / key).exists()
            for key, run in study.runs.items()):
         problems += filter(None, [check_hub_reachable()])
-    pending = {task for run, task, strategy in study.cells()
-               if not (workdir / "results/cells" / run / task / f"{strategy}.parquet").exists()}
+    cells = workdir / "results/cells"
+    pending = {task for run, task, strategy in study.cells()  # per-cell files, or inside a run's cell set
+               if not (cells / run / task / f"{strategy}.parquet").exists()
+               and not any((cells / run).glob(f"cells-*/{task}/{strategy}.parquet"))}
     for key in sorted(pending):
         spec = study.tasks[key]
         if spec["kind"] == "lm_eval":
