@@ -34,7 +34,8 @@ rule evaluate_run:
     log:
         "results/logs/evaluate_run/{run}/{cellset}.log",
     params:
-        cells=lambda wc: [(task, PLAN.strategies[strategy], strategy) for task, strategy in run_cells(wc.run)],
+        cells=lambda wc: [(f"results/tasks/{task}", task, PLAN.strategies[strategy], strategy)
+                          for task, strategy in run_cells(wc.run)],
         n_cells=lambda wc: len(run_cells(wc.run)),
         listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"
                                      for t, s in run_cells(wc.run)),

@@ -6,7 +6,7 @@ from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
     out, params = Path(snakemake.output.cells), snakemake.params
-    cells = [Cell(Path("results/tasks") / task, Strategy(**spec), out / task / f"{key}.parquet")
-             for task, spec, key in params.cells]
+    cells = [Cell(Path(task_dir), Strategy(**spec), out / task / f"{key}.parquet")
+             for task_dir, task, spec, key in params.cells]
     evaluate_run(snakemake.input.model, cells, batch_size=params.batch_size, backend=params.backend,
                  device=params.device, seed=params.seed, threads=snakemake.threads, limit=params.limit)

@@ -63,6 +63,18 @@ def server(archive):
     httpd.shutdown()
 
 
+def test_the_shipped_index_is_what_build_index_makes_of_the_archive():
+    """bigbench_index.json was built by `build_index` from the real archive: on the fixture excerpts (same files,
+    fewer examples) it gives the same entries apart from the example counts."""
+    built, shipped = bigbench.build_index(FIXTURES), bigbench.task_index()
+    for name, entry in built.items():
+        ignore = {"n_examples", "subtasks"}
+        assert {k: v for k, v in entry.items() if k not in ignore} == \
+            {k: v for k, v in shipped[name].items() if k not in ignore}, name
+    assert built["modified_arithmetic"]["subtasks"] == ["modified_arithmetic.three_digit_addition_control"]
+    assert built["truthful_qa"]["file"] == "truthful_qa/task_mc.json" and built["truthful_qa"]["multiple_choice"]
+
+
 def test_fetch_archive_checks_the_pinned_sha256(archive, server, tmp_path):
     url, gets = server
     dest = bigbench.fetch_archive(tmp_path / "a.tar.gz", url=url, sha256=archive[1])

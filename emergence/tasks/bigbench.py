@@ -212,19 +212,18 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
     examples = spec.get("examples") or []
     if not examples:
         raise BigBenchError(f"BIG-bench task {name!r} ({path}) has no examples. {refetch}")
+    docs = []
     for i, example in enumerate(examples):
         if not isinstance(example, dict) or "input" not in example or not {"target", "target_scores"} & set(example):
             have = ", ".join(sorted(example)) if isinstance(example, dict) else type(example).__name__
             raise BigBenchError(f"{path}: examples[{i}] needs 'input' and 'target' (or 'target_scores' for multiple "
                                 f"choice); it has {have or 'nothing'}. {refetch}")
-    multiple_choice = is_multiple_choice(spec)
-    rng = random.Random(seed)
-    docs = []
-    for i, example in enumerate(examples):
         try:
             docs.append(format_example(example, spec, seed=seed + i))
         except BigBenchError as err:
             raise BigBenchError(f"{path}: examples[{i}]: {err}") from None
+    multiple_choice = is_multiple_choice(spec)
+    rng = random.Random(seed)
     rng.shuffle(docs)
     size, pool = split_sizes(len(docs), n_eval, n_fewshot_pool)
     preferred = spec.get("preferred_score")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import difflib
 import os
 from functools import cache
+from pathlib import Path
 
+from emergence.io import write_json
 from emergence.ladder import data
 from emergence.tasks import bigbench
 
@@ -118,10 +120,6 @@ def write_task(spec: dict, out_dir, source_dir=None) -> dict:
 
 def write_lm_eval_task(name: str, out_dir, lm_eval_dirs, random_baseline: float | None) -> dict:
     """An lm-eval task keeps its own data and prompts: its folder only records what it is."""
-    from pathlib import Path
-
-    from emergence.io import write_json
-
     manager = lm_eval_manager(tuple(lm_eval_dirs))
     meta = {"task": name, "kind": "lm_eval", "lm_eval_task_dirs": list(lm_eval_dirs),
             "yaml": str(manager.task_index[name].yaml_path), "datasets": sorted(lm_eval_datasets(name, lm_eval_dirs)),
