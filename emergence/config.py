@@ -181,8 +181,12 @@ def _semantic_problems(config: dict) -> list[str]:
             kinds[task] = catalog.kind_of(task, config["lm_eval_task_dirs"])
         except catalog.UnknownTask as err:
             problems.append(str(err))
-    for task in config["task_overrides"]:
-        if task not in config["tasks"] and bigbench.parent_of(task) not in config["tasks"]:
+    for task, override in config["task_overrides"].items():
+        if "append_choices_to_input" in override and bigbench.parent_of(task) not in bigbench.task_index():
+            problems.append(f"task_overrides.{task}.append_choices_to_input applies to BIG-bench tasks only; "
+                            f"remove it from {task!r}.")
+        configured = {*config["tasks"], *(bigbench.parent_of(name) for name in config["tasks"])}
+        if task not in configured and bigbench.parent_of(task) not in configured:
             problems.append(f"task_overrides names {task!r}, which is not in tasks ({', '.join(config['tasks'])}).")
     for name in config["strategies"]:
         try:

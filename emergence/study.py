@@ -46,7 +46,7 @@ def code_hash(basedir: str | Path) -> str:
 
 LADDER_TRAINING_KEYS = (
     "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
-    "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format",
+    "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format", "document",
 )
 
 
@@ -74,8 +74,9 @@ def ladder_runs(family: dict) -> dict:
         for seed in family["seeds"]:
             run = plan.run_name(family["name"], width, settings["n_ctx"], seed)
             run_settings = {**settings, "family": family["name"], "width": width, "seed": seed}
-            total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["examples_per_row"],
-                                     settings["operations"], settings["example_format"])
+            total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["n_ctx"],
+                                     settings["examples_per_row"], settings["document"], settings["operations"],
+                                     settings["example_format"])
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
             runs[keyed(run, run_settings)] = {
                 "family": family["name"],

@@ -43,9 +43,14 @@ def runs_from(*sources):
 
 
 def task_source(wildcards):
-    """A BIG-bench (sub)task is converted from its extracted parent task; other tasks need no input."""
+    """A BIG-bench (sub)task is converted from its shipped copy or else its parent extracted from the archive;
+    other tasks need no input."""
     spec = PLAN.tasks[wildcards.task]
-    return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"} if spec["kind"] == "bigbench" else {}
+    if spec["kind"] != "bigbench":
+        return {}
+    if bigbench.is_shipped(spec["task"]):
+        return {"source": str(bigbench.shipped_source(spec["task"]))}
+    return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"}
 
 
 def run_dirs():

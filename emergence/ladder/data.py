@@ -1,25 +1,40 @@
-"""Arithmetic problems phrased like BIG-bench's arithmetic tasks, and the ladder's training corpus.
+"""Arithmetic in BIG-bench's formats, and the ladder's training corpus: the one owner of these prompt formats.
 
-The problem space of each operation is split once and for all by a hash of the problem: a fixed tenth is
-held out. Training draws only from the rest, evaluation only from the held-out part, so evaluation items are
-disjoint from training items by construction (whatever seeds or sizes are used), and no training run needs to
-read any task file.
+Two document formats, each exactly as BIG-bench renders its task (`bigbench/api/json_task.py`):
+- `arithmetic`: `\nQ: What is 36 plus 97?\nA: ` then the answer; few-shot exemplars joined by `\n`.
+- `modified_arithmetic`: a header line, then lines `a op b -> c`, all of one operation and one hidden
+  modification (`plus_one` adds 1 to every result), the model inferring it from the lines before.
+Training rows hold several problems in a row, as k-shot prompts do, and supervise every answer and its stop.
+
+Held out by construction, twice over: every problem of every BIG-bench file shipped with the package (queries
+and in-context lines, `benchmark_problems`) and a fixed tenth of each generated operation's problem space (by a
+stable hash, for the generated tasks) are rejected by the training stream, whatever the seeds or sizes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
+import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable, Iterator
 
 import numpy as np
 
-QUERY_FORMAT = "Q: {question}\nA:"  # what the model sees before its answer
-ANSWER_FORMAT = " {answer}"  # the continuation scored by log-likelihood and exact match
-EXAMPLE_SEPARATOR = "\n\n"  # between examples in training rows and between few-shot exemplars
+from emergence.tasks import bigbench
+
+QUERY_FORMAT = "\nQ: {question}\nA: "  # BIG-bench's default input and output prefixes around the question
+ANSWER_FORMAT = "{answer}"  # the continuation scored by log-likelihood and exact match
 STOP = "\n"  # generation stops here; training supervises it after every answer
-HELD_OUT_PER_MILLE = 100  # 10% of every operation's problems are never trained on
+EXAMPLE_SEPARATOR = "\n"  # BIG-bench's default few-shot separator, after an exemplar's answer
+HELD_OUT_PER_MILLE = 100  # 10% of every operation's problems are never trained on (generated tasks)
+
+MODIFIED_HEADER = "In the following lines, the symbol -> represents a simple mathematical operation.\n"
+MODIFIED_LINE = "{a} {symbol} {b} ->"  # then " " and the (modified) result
+MODIFIED_OPERAND_LIMIT = 1000  # modified_arithmetic's operands are 0..999, of mixed lengths
+DOCUMENTS = ("arithmetic", "modified_arithmetic")
 
 
 @dataclass(frozen=True)
@@ -29,12 +44,13 @@ class Operation:
     word: str
     digits: int
     apply: Callable[[int, int], int]
+    symbol: str
 
     def question(self, a: int, b: int) -> str:
         return f"What is {a} {self.word} {b}?"
 
     def operand_range(self) -> tuple[int, int]:
-        """Half-open range of exactly-`digits`-digit numbers (mixed lengths made training fail in probes)."""
+        """Half-open range of exactly-`digits`-digit numbers, as BIG-bench's n-digit subtasks draw them."""
         return 10 ** (self.digits - 1), 10**self.digits
 
     def scratchpad(self, a: int, b: int) -> str | None:
@@ -81,17 +97,44 @@ class Operation:
 EXAMPLE_FORMATS = ("plain", "scratchpad")
 
 OPERATIONS: dict[str, Operation] = {
-    "addition_3digit": Operation("plus", 3, operator.add),
-    "addition_5digit": Operation("plus", 5, operator.add),
-    "subtraction_3digit": Operation("minus", 3, operator.sub),
-    "multiplication_2digit": Operation("times", 2, operator.mul),
+    "addition_2digit": Operation("plus", 2, operator.add, "+"),
+    "addition_3digit": Operation("plus", 3, operator.add, "+"),
+    "addition_5digit": Operation("plus", 5, operator.add, "+"),
+    "subtraction_2digit": Operation("minus", 2, operator.sub, "-"),
+    "subtraction_3digit": Operation("minus", 3, operator.sub, "-"),
+    "multiplication_2digit": Operation("times", 2, operator.mul, "*"),
 }
+SYMBOLS = {"plus": "+", "minus": "-", "times": "*", "divided by": "/"}  # BIG-bench's words -> symbols
+ARITHMETIC_QUESTION = re.compile(r"What is (-?\d+) (plus|minus|times|divided by) (-?\d+)\?")
+MODIFIED_PROBLEM = re.compile(r"(-?\d+) ([-+*/]) (-?\d+) ->")
 
 
 def is_held_out(op_name: str, a: int, b: int) -> bool:
     """True for the fixed tenth of problems reserved for evaluation (a stable hash, not a seed)."""
     digest = hashlib.blake2b(f"{op_name}:{a}:{b}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % 1000 < HELD_OUT_PER_MILLE
+
+
+def problems_in(text: str) -> set[tuple[str, int, int]]:
+    """Every (symbol, a, b) a BIG-bench arithmetic prompt poses: its question, or all `a op b ->` lines."""
+    found = {(SYMBOLS[word], int(a), int(b)) for a, word, b in ARITHMETIC_QUESTION.findall(text)}
+    return found | {(symbol, int(a), int(b)) for a, symbol, b in MODIFIED_PROBLEM.findall(text)}
+
+
+@cache
+def benchmark_problems() -> frozenset[tuple[str, int, int]]:
+    """Every problem in the shipped BIG-bench files (queries and in-context lines): never trained on."""
+    problems = set()
+    for relative in bigbench.shipped_files():
+        spec = json.loads((bigbench.SHIPPED_DIR / relative).read_text(encoding="utf-8"))
+        for example in spec["examples"]:
+            problems |= problems_in(example["input"])
+    return frozenset(problems)
+
+
+def trainable(symbol: str, a: int, b: int, op_name: str | None = None) -> bool:
+    """May the ladder train on this problem? Not if a shipped benchmark file or a generated task may pose it."""
+    return (symbol, a, b) not in benchmark_problems() and not (op_name and is_held_out(op_name, a, b))
 
 
 def proposal(op_name: str, a: int, b: int) -> tuple[int, bool]:
@@ -117,12 +160,12 @@ def format_answer(answer: str) -> str:
 def sample_problems(
     op_name: str, rng: np.random.Generator, *, held_out: bool
 ) -> Iterator[tuple[int, int, int]]:
-    """Yield (a, b, result) forever, from the held-out part or from the training part only."""
+    """Yield (a, b, result) forever: held-out problems for generated tasks, or trainable ones only."""
     op = OPERATIONS[op_name]
     low, high = op.operand_range()
     while True:
         a, b = (int(x) for x in rng.integers(low, high, size=2))
-        if is_held_out(op_name, a, b) == held_out:
+        if is_held_out(op_name, a, b) if held_out else trainable(op.symbol, a, b, op_name):
             yield a, b, op.apply(a, b)
 
 
@@ -155,22 +198,26 @@ def held_out_items(op_name: str, n: int, seed: int) -> list[dict]:
     raise AssertionError("unreachable")
 
 
-def encode_example(question: str, completion: str, encode: Callable[[str], list[int]]) -> tuple[list[int], int]:
-    """Token ids of one example and the index where the supervised part (completion + stop) starts."""
+Encoded = tuple[list[int], list[tuple[int, int]]]  # token ids, supervised (start, end) spans
+
+
+def encode_example(question: str, completion: str, encode: Callable[[str], list[int]]) -> Encoded:
+    """Token ids of one example and its supervised span (completion + stop)."""
     prompt = encode(format_query(question))
     supervised = encode(format_answer(completion) + STOP)
-    return prompt + supervised, len(prompt)
+    return prompt + supervised, [(len(prompt), len(prompt) + len(supervised))]
 
 
 def pack_rows(
-    examples: Iterator[tuple[list[int], int]],
+    documents: Iterator[Encoded],
     n_rows: int,
     n_ctx: int,
     separator: list[int],
     pad_id: int,
     max_examples: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pack whole examples into rows (never split across rows, so every answer sees its question).
+    """Pack whole documents into rows, as many as fit up to `max_examples` (never split across rows, so every
+    answer sees its question; the document that does not fit starts the next row).
 
     Returns input_ids (n_rows, n_ctx), labels (n_rows, n_ctx) where labels[t] is the target for the token at
     t (the model is trained to predict input_ids[t + 1]; HF shifts internally, so labels equal input ids on
@@ -181,34 +228,71 @@ def pack_rows(
     pending = None
     for row in range(n_rows):
         pos = 0
-        for _ in range(1 + row % max_examples):  # rows hold 1, 2, ..., max_examples examples in turn
-            ids, answer_start = pending if pending is not None else next(examples)
+        for _ in range(max_examples):
+            ids, spans = pending if pending is not None else next(documents)
             pending = None
             start = pos + (len(separator) if pos else 0)
             if start + len(ids) > n_ctx:
                 if pos == 0:
-                    raise ValueError(f"an example of {len(ids)} tokens does not fit n_ctx={n_ctx}")
-                pending = (ids, answer_start)
+                    raise ValueError(f"a training document of {len(ids)} tokens does not fit n_ctx={n_ctx}; "
+                                     f"raise the family's n_ctx")
+                pending = (ids, spans)
                 break
             if pos:
                 input_ids[row, pos:start] = separator
             input_ids[row, start : start + len(ids)] = ids
-            labels[row, start + answer_start : start + len(ids)] = ids[answer_start:]
+            for first, end in spans:
+                labels[row, start + first : start + end] = ids[first:end]
             pos = start + len(ids)
     return input_ids, labels, int((input_ids != pad_id).sum())
+
+
+def _weighted(weights: dict[str, float], rng: np.random.Generator) -> Iterator[str]:
+    names = [name for name, w in weights.items() if w > 0]
+    p = np.array([weights[name] for name in names], dtype=float)
+    while True:
+        yield names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
 def mixed_examples(
     weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool,
     example_format: str = "plain",
-) -> Iterator[tuple[list[int], int]]:
-    """An endless stream of encoded examples, each operation drawn with probability proportional to its weight."""
-    names = [name for name, w in weights.items() if w > 0]
-    p = np.array([weights[name] for name in names], dtype=float)
-    p /= p.sum()
-    streams = {name: sample_problems(name, rng, held_out=held_out) for name in names}
-    while True:
-        name = names[int(rng.choice(len(names), p=p))]
+) -> Iterator[Encoded]:
+    """An endless stream of encoded `arithmetic` examples, each operation drawn in proportion to its weight."""
+    streams = {name: sample_problems(name, rng, held_out=held_out) for name, w in weights.items() if w > 0}
+    for name in _weighted(weights, rng):
         a, b, _ = next(streams[name])
         op = OPERATIONS[name]
         yield encode_example(op.question(a, b), op.completion(a, b, example_format), encode)
+
+
+def modified_documents(
+    weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, lines: int = 6,
+    modifiers: tuple[int, ...] = (0, 1),
+) -> Iterator[Encoded]:
+    """An endless stream of `modified_arithmetic` documents: the header, then `lines` lines of one operation with
+    one modifier added to every result (drawn per document), every result supervised. Operands 0..999 as in
+    BIG-bench's items; benchmark problems are never drawn."""
+    for name in _weighted(weights, rng):
+        op, modifier = OPERATIONS[name], modifiers[int(rng.integers(len(modifiers)))]
+        ids, spans = encode(MODIFIED_HEADER), []
+        while len(spans) < lines:
+            a, b = (int(x) for x in rng.integers(0, MODIFIED_OPERAND_LIMIT, size=2))
+            if not trainable(op.symbol, a, b):
+                continue
+            prompt = encode(MODIFIED_LINE.format(a=a, symbol=op.symbol, b=b) + " ")
+            answer = encode(f"{op.apply(a, b) + modifier}{STOP}")
+            spans.append((len(ids) + len(prompt), len(ids) + len(prompt) + len(answer)))
+            ids += prompt + answer
+        yield ids, spans
+
+
+def training_documents(document: str, weights: dict[str, float], rng: np.random.Generator,
+                       encode: Callable[[str], list[int]], *, held_out: bool,
+                       example_format: str = "plain") -> tuple[Iterator[Encoded], str]:
+    """The document stream of a corpus format and the text between consecutive documents in a row (each
+    document already ends in STOP): BIG-bench's few-shot separator less that stop."""
+    if document == "modified_arithmetic":
+        return modified_documents(weights, rng, encode), "\n"  # separator "\n\n" in BIG-bench's task
+    return mixed_examples(weights, rng, encode, held_out=held_out,
+                          example_format=example_format), EXAMPLE_SEPARATOR.removeprefix(STOP)

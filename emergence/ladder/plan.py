@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 
 import numpy as np
@@ -20,26 +19,22 @@ def model_size(width: int, n_ctx: int) -> ModelSize:
 
 
 @functools.lru_cache(maxsize=None)
-def mean_example_tokens(op_name: str, example_format: str = "plain", samples: int = 2000) -> float:
-    """Mean length in tokens (= characters) of one training example of an operation, its stop included."""
-    rng = np.random.default_rng(0)
-    op = data.OPERATIONS[op_name]
-    problems = data.sample_problems(op_name, rng, held_out=False)
-    lengths = [len(data.format_query(op.question(a, b)) + data.format_answer(op.completion(a, b, example_format))
-                   + data.STOP) for a, b, _ in itertools.islice(problems, samples)]
-    return float(np.mean(lengths))
+def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations: tuple[tuple[str, float], ...],
+                    example_format: str = "plain", rows: int = 400) -> float:
+    """Mean real (non-pad) tokens of a packed training row, measured by packing `rows` rows of the real corpus
+    (characters are the ladder's tokens, so no tokenizer is needed)."""
+    encode = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
+    documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0), encode,
+                                                   held_out=False, example_format=example_format)
+    _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode(separator), pad_id=0,
+                                    max_examples=examples_per_row)
+    return n_tokens / rows
 
 
-def total_steps(train_tokens: int, batch_rows: int, examples_per_row: int, operations: dict[str, float],
-                example_format: str = "plain") -> int:
-    """Optimizer steps for a token budget (the tokens actually seen are counted during training).
-
-    Row r holds 1 + r % examples_per_row examples, so a row holds (examples_per_row + 1) / 2 on average.
-    """
-    weight = sum(operations.values())
-    per_example = sum(w / weight * mean_example_tokens(op, example_format) for op, w in operations.items() if w > 0)
-    separator = len(data.EXAMPLE_SEPARATOR) - len(data.STOP)
-    per_row = (examples_per_row + 1) / 2 * (per_example + separator) - separator
+def total_steps(train_tokens: int, batch_rows: int, n_ctx: int, examples_per_row: int, document: str,
+                operations: dict[str, float], example_format: str = "plain") -> int:
+    """Optimizer steps for a token budget (the tokens actually seen are counted during training)."""
+    per_row = mean_row_tokens(n_ctx, examples_per_row, document, tuple(sorted(operations.items())), example_format)
     return max(1, math.ceil(train_tokens / (batch_rows * per_row)))
 
 

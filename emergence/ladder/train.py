@@ -44,7 +44,8 @@ class TrainSettings:
     checkpoints: int = 3
     first_checkpoint_fraction: float = 1 / 16
     operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
-    examples_per_row: int = 1  # >1 puts examples behind earlier ones, as in k-shot prompts
+    document: str = "arithmetic"  # or "modified_arithmetic": BIG-bench's formats (see `data`)
+    examples_per_row: int = 64  # at most; rows hold as many documents as fit, as k-shot prompts do
     example_format: str = "plain"  # or "scratchpad": per-digit work with carries before the answer
     heldout_rows: int = 64
     threads: int = 1
@@ -59,8 +60,8 @@ class TrainSettings:
 
     @property
     def total_steps(self) -> int:
-        return plan.total_steps(self.train_tokens, self.batch_rows, self.examples_per_row, dict(self.operations),
-                                self.example_format)
+        return plan.total_steps(self.train_tokens, self.batch_rows, self.n_ctx, self.examples_per_row,
+                                self.document, dict(self.operations), self.example_format)
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -83,10 +84,9 @@ def learning_rate(step: int, s: TrainSettings) -> float:
 
 def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
     rng = np.random.default_rng(seed)
-    examples = data.mixed_examples(dict(s.operations), rng, encode, held_out=held_out,
-                                   example_format=s.example_format)
-    separator = encode(data.EXAMPLE_SEPARATOR.removeprefix(data.STOP))  # each example already ends in STOP
-    return data.pack_rows(examples, n_rows, s.n_ctx, separator, pad_id=0, max_examples=s.examples_per_row)
+    documents, separator = data.training_documents(s.document, dict(s.operations), rng, encode, held_out=held_out,
+                                                   example_format=s.example_format)
+    return data.pack_rows(documents, n_rows, s.n_ctx, encode(separator), pad_id=0, max_examples=s.examples_per_row)
 
 
 def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
@@ -159,7 +159,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                 "family": s.family,
                 "source": "ladder",
                 "run": s.run,
-                "architecture": "GPT2LMHeadModel",
+                "architecture": type(model).__name__,
                 "size": size.to_dict(),
                 "params": size.total_params(),
                 "nonembedding_params": size.nonembedding_params(),

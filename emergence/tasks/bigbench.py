@@ -6,6 +6,10 @@ extracted. Each (sub)task becomes documents whose `question` is BIG-bench's form
 appended choices and output prefix, exactly as `bigbench/api/json_task.py` builds them) so lm-eval's few-shot
 assembly (`task_prefix` + exemplars joined by the task's separator + query) reproduces BIG-bench's prompts.
 
+The few subtasks the default study evaluates ship with the package (`emergence/data/bigbench/`, byte-for-byte
+copies with BIG-bench's licence and a PROVENANCE.json of their sha256s against the pinned archive): a study that
+evaluates only those needs no download.
+
 A parent task with subtasks (`modified_arithmetic`) expands into one task per subtask
 (`modified_arithmetic.three_digit_addition_control`): subtasks differ in format and are scored separately, as
 BIG-bench does before averaging.
@@ -50,6 +54,54 @@ PAPER_METRICS = {"exact_str_match": "exact_match", "bleu": "bleu", "multiple_cho
 
 class BigBenchError(RuntimeError):
     """A problem obtaining or reading BIG-bench data, phrased with its fix."""
+
+
+SHIPPED_DIR = resources.files("emergence") / "data" / "bigbench"
+
+
+@cache
+def shipped_files() -> dict:
+    """Shipped task files (relative to `benchmark_tasks/`) -> {archive_path, sha256, bytes}."""
+    return json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["files"]
+
+
+def is_shipped(name: str) -> bool:
+    """True when the (sub)task's JSON file ships with the package, so converting it needs no archive."""
+    return task_index()[name]["file"] in shipped_files()
+
+
+def shipped_source(name: str) -> Path:
+    """The shipped folder of a (sub)task's parent, laid out as the extracted archive's."""
+    return Path(str(SHIPPED_DIR)) / parent_of(name)
+
+
+def ship(archive: str | Path, names: list[str], dest: str | Path, *, sha256: str) -> dict:
+    """Copy the named subtasks' files unchanged from the archive into `dest` and write dest/PROVENANCE.json
+    (how the shipped files were made: `python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...`)."""
+    archive, dest = Path(archive), Path(dest)
+    if sha256_file(archive) != sha256:
+        raise BigBenchError(f"{archive} does not have the pinned sha256 {sha256}")
+    wanted = {TASKS_PREFIX + task_index()[name]["file"]: task_index()[name]["file"] for name in names}
+    files = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                target = dest / wanted[member.name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+                files[wanted[member.name]] = {"archive_path": member.name, "sha256": sha256_file(target),
+                                              "bytes": target.stat().st_size}
+    if missing := sorted(set(wanted.values()) - set(files)):
+        raise BigBenchError(f"not in {archive}: {', '.join(missing)}")
+    provenance = {
+        "what": f"BIG-bench {VERSION} task files, byte-for-byte copies of the files below from the pinned archive",
+        "upstream": "https://github.com/google/BIG-bench (Apache License 2.0, see LICENSE beside this file)",
+        "archive": {"name": archive.name, "sha256": sha256, "bytes": archive.stat().st_size},
+        "rebuild": "python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK... (run in emergence/data/bigbench)",
+        "files": dict(sorted(files.items())),
+    }
+    (dest / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return provenance
 
 
 @cache
@@ -162,11 +214,13 @@ def extract_task(archive: str | Path, task: str, out_dir: str | Path, *, sha256:
 # --- conversion ---------------------------------------------------------------------------------------------
 
 
-def format_example(example: dict, spec: dict, seed: int) -> dict:
+def format_example(example: dict, spec: dict, seed: int, append_choices_to_input: bool | None = None) -> dict:
     """One BIG-bench example -> a document: `question` is the input as BIG-bench formats it (input prefix,
     choices appended in BIG-bench's seeded permutation, output prefix); `answer` the first target, `answers`
     all valid targets; multiple choice adds `choices`, `choice_scores` and the `gold` index."""
     fmt = {**FORMAT_DEFAULTS, **{k: spec[k] for k in FORMAT_DEFAULTS if k in spec}}
+    if append_choices_to_input is not None:  # the study's override of the task's own setting
+        fmt["append_choices_to_input"] = append_choices_to_input
     text, doc = example["input"], {}
     if "target_scores" in example:
         scores = example["target_scores"]
@@ -193,11 +247,13 @@ def split_sizes(total: int, n_eval: int, n_fewshot_pool: int) -> tuple[int, int]
 
 
 def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, *, n_eval: int,
-                        n_fewshot_pool: int, seed: int, random_baseline: float | None = None) -> dict:
+                        n_fewshot_pool: int, seed: int, random_baseline: float | None = None,
+                        append_choices_to_input: bool | None = None) -> dict:
     """Convert one (sub)task from an extracted task folder into test/fewshot JSONL and task.json.
 
     Documents are shuffled with `seed` and split into a few-shot pool and an evaluation set (disjoint); their
-    order and the choice permutations are deterministic. Returns the task metadata.
+    order and the choice permutations are deterministic. `append_choices_to_input: false` renders generative
+    items without their `choice:` lines (GPT-3's arithmetic: no candidates to copy). Returns the task metadata.
     """
     from emergence.tasks.views import write_task_files
 
@@ -219,7 +275,7 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
             raise BigBenchError(f"{path}: examples[{i}] needs 'input' and 'target' (or 'target_scores' for multiple "
                                 f"choice); it has {have or 'nothing'}. {refetch}")
         try:
-            docs.append(format_example(example, spec, seed=seed + i))
+            docs.append(format_example(example, spec, seed=seed + i, append_choices_to_input=append_choices_to_input))
         except BigBenchError as err:
             raise BigBenchError(f"{path}: examples[{i}]: {err}") from None
     multiple_choice = is_multiple_choice(spec)
@@ -234,7 +290,7 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
         "task": name,
         "kind": "bigbench",
         "source": {"archive": f"bigbench-{VERSION}.tar.gz", "file": str(relative),
-                   "sha256": sha256_file(path), "n_examples": len(docs)},
+                   "sha256": sha256_file(path), "n_examples": len(docs), "shipped": is_shipped(name)},
         "multiple_choice": multiple_choice,
         "bigbench_preferred_score": preferred,
         "metric": PAPER_METRICS.get(preferred, "mc_grade" if multiple_choice else "exact_match"),
@@ -256,3 +312,12 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
         "seed": seed,
     }
     return write_task_files(out_dir, {"test": docs[:size], "fewshot": docs[size:size + pool]}, meta)
+
+
+if __name__ == "__main__":  # rebuild the shipped files: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...
+    import sys
+
+    if len(sys.argv) < 4 or sys.argv[1] != "ship":
+        sys.exit("usage: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...")
+    default_sha256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+    ship(sys.argv[2], sys.argv[3:], Path(str(SHIPPED_DIR)), sha256=default_sha256)

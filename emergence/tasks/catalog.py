@@ -112,7 +112,7 @@ def write_task(spec: dict, out_dir, source_dir=None) -> dict:
 
     name, kind, settings = spec["task"], spec["kind"], spec["settings"]
     if kind == "arithmetic":
-        return write_arithmetic_task(name, out_dir, **settings)
+        return write_arithmetic_task(name, out_dir, **settings)  # config refuses BIG-bench-only settings here
     if kind == "bigbench":
         return bigbench.write_bigbench_task(name, source_dir, out_dir, **settings)
     return write_lm_eval_task(name, out_dir, spec["lm_eval_task_dirs"], settings.get("random_baseline"))
