@@ -47,6 +47,7 @@ def code_hash(basedir: str | Path) -> str:
 LADDER_TRAINING_KEYS = (
     "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
     "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format", "document",
+    "device",
 )
 
 

@@ -58,10 +58,10 @@ def fault(mutate, message, id):
               "duplicate-model-names"),
         fault(lambda c: c.update(study="../elsewhere"), "study = '../elsewhere' is not allowed", "study-not-a-path"),
         fault(lambda c: c.update(strategies=["80shot"]),
-              "'80shot' needs 80 exemplars but task 'addition_3digit' has a few-shot pool of 50", "kshot-above-pool"),
+              "'80shot' needs 80 exemplars but task 'arithmetic.2_digit_addition' has a few-shot pool of 50", "kshot-above-pool"),
         fault(lambda c: c.update(models=[]), "config models is empty", "empty-model-list"),
-        (lambda c: c.update(strategies=["scratchpad"]), "needs the document field 'scratchpad', which task 'subtraction_3digit'"),
-        (lambda c: c["models"][0].update(example_format="scratchpad"), "'subtraction_3digit' has no scratchpad format"),
+        (lambda c: c.update(strategies=["scratchpad"]), "needs the document field 'scratchpad', which task 'arithmetic.2_digit_addition' does not have"),
+        (lambda c: c["models"][0].update(example_format="scratchpad"), "'subtraction_2digit' has no scratchpad format"),
     ],
 )
 def test_bad_config_names_the_problem(mutate, message):
@@ -71,7 +71,7 @@ def test_bad_config_names_the_problem(mutate, message):
 
 def test_a_strategy_too_long_for_the_ladder_context_is_refused():
     with pytest.raises(ConfigError, match="strategy 'cot' on task 'addition_3digit' needs up to \\d+ tokens.*n_ctx=128"):
-        check(lambda c: c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"]))
-    config = check(lambda c: (c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"]),
+        check(lambda c: c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"], task_overrides={}))
+    config = check(lambda c: (c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"], task_overrides={}),
                               c["models"][0].update(n_ctx=1024)))
     assert config["strategies"] == ["0shot", "cot"]

@@ -66,7 +66,7 @@ def test_training_rows_use_the_benchmark_format(default_plan, tmp_path):
         examples = text.split("\n\n")
         assert len(examples) > 2 and text.startswith("\nQ: What is ")
         answers = [example.rsplit("\nA: ", 1)[1].strip() for example in examples]
-        assert supervised == "".join(answer + "\n" for answer in answers)
+        assert supervised == "".join(" " + answer + "\n" for answer in answers)
         for example, answer in zip(examples, answers):
             ((symbol, a, b),) = data.problems_in(example)
             op = next(op for op in data.OPERATIONS.values() if op.symbol == symbol and len(str(a)) == op.digits)

@@ -34,19 +34,26 @@ def test_held_out_part_is_about_a_tenth():
     assert 0.08 < held / 8100 < 0.12
 
 
-def test_packed_rows_supervise_only_answers_and_stops():
+def test_packed_rows_fill_up_and_supervise_only_answers_and_stops():
     tok = build_char_tokenizer()
     encode = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     rng = np.random.default_rng(1)
     examples = data.mixed_examples({"addition_3digit": 1.0}, rng, encode, held_out=False)
-    ids, labels, n_tokens = data.pack_rows(examples, 4, 128, encode("\n"), pad_id=0, max_examples=3)
+    ids, labels, n_tokens = data.pack_rows(examples, 4, 128, [], pad_id=0, max_examples=64)
     assert n_tokens == int((ids != 0).sum())
     for row in range(4):
         text = tok.decode([i for i in ids[row] if i != 0])
         supervised = "".join(tok.convert_ids_to_tokens([int(i) for i in labels[row] if i != -100]))
         blocks = text.split("\n\n")
-        assert len(blocks) == 1 + row % 3  # rows hold 1, 2, 3 examples in turn
+        assert len(blocks) == 3 and 128 - len(text) < len(blocks[0]) + 1  # full: the next example would not fit
         assert supervised == "".join(" " + b.split("A: ")[1].strip() + "\n" for b in blocks)
+
+
+def test_rows_hold_at_most_examples_per_row():
+    encode = lambda s: [ord(c) for c in s]  # noqa: E731
+    examples = data.mixed_examples({"addition_2digit": 1.0}, np.random.default_rng(0), encode, held_out=False)
+    ids, _, _ = data.pack_rows(examples, 3, 128, [], pad_id=0, max_examples=1)
+    assert all("".join(chr(i) for i in row if i).count("Q:") == 1 for row in ids)
 
 
 @pytest.mark.parametrize("a, b, trace", [(123, 456, "3+6+0=09 2+5+0=07 1+4+0=05 | 579"),

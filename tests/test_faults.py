@@ -164,7 +164,7 @@ def test_exploding_loss_stops_with_the_step_and_the_config_keys_to_change(tmp_pa
                            "models": [{"name": "hot", "source": "ladder", "widths": [16], "lr": 10.0,
                                        "train_tokens": 20000, "checkpoints": 1, "operations": {"addition_3digit": 1}}]})
     (run,) = plan_study(config, REPO).runs.values()
-    with pytest.raises(TrainingDiverged, match=r"^run hot-d16L1-s0: training diverged, loss [\d.e+]+ at step 2/10\. "
+    with pytest.raises(TrainingDiverged, match=r"^run hot-d16L2-s0: training diverged, loss [\d.e+]+ at step 2/10\. "
                                                r"Lower lr \(now 10.0\) of the family 'hot' in the config "
                                                r"\(models\[\]\.lr\), or lengthen its warmup "
                                                r"\(models\[\]\.warmup_fraction, now 0.05\), and rerun\.$"):

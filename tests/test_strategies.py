@@ -30,7 +30,7 @@ def test_scratchpad_views_show_traces_in_exemplars_and_score_the_answer(tmp_path
     gen = yaml.safe_load((tmp_path / "views" / f"{names['gen']}.yaml").read_text())
     ll = yaml.safe_load((tmp_path / "views" / f"{names['ll']}.yaml").read_text())
     assert gen["doc_to_target"] == "answer" and gen["fewshot_config"]["doc_to_target"] == "scratchpad"
-    assert ll["doc_to_target"] == " {{scratchpad}}"
+    assert ll["doc_to_target"] == "scratchpad"  # a field: BIG-bench's output prefix "A: " ends the query
     assert gen["filter_list"][0]["filter"][0]["regex_pattern"] == load_strategy("scratchpad").answer_pattern
     record = json.loads((tmp_path / "task" / "test.jsonl").read_text().splitlines()[0])
     assert record["scratchpad"].endswith(f"| {record['answer']}")

@@ -115,7 +115,7 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     assert counts["make_task"] == 1
     ladder = SMOKE["models"][0]
     assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["strategies"])
-    assert "subtraction_3digit" in proc.stdout and "results/cells/ladder-d16L1-s0" in proc.stdout
+    assert "subtraction_3digit" in proc.stdout and "results/cells/ladder-d16L2-s0" in proc.stdout
     assert not re.search(r"output: results/cells/\S+/addition_3digit", proc.stdout)
 
 

@@ -202,9 +202,11 @@ Encoded = tuple[list[int], list[tuple[int, int]]]  # token ids, supervised (star
 
 
 def encode_example(question: str, completion: str, encode: Callable[[str], list[int]]) -> Encoded:
-    """Token ids of one example and its supervised span (completion + stop)."""
-    prompt = encode(format_query(question))
-    supervised = encode(format_answer(completion) + STOP)
+    """Token ids of one example and its supervised span: the output prefix's trailing space, the completion and
+    the stop (lm-eval scores a continuation with the context's trailing white space moved into it)."""
+    query = format_query(question)
+    prompt = encode(query.rstrip(" "))
+    supervised = encode(query[len(query.rstrip(" ")):] + format_answer(completion) + STOP)
     return prompt + supervised, [(len(prompt), len(prompt) + len(supervised))]
 
 
@@ -266,6 +268,27 @@ def mixed_examples(
         yield encode_example(op.question(a, b), op.completion(a, b, example_format), encode)
 
 
+def arithmetic_episodes(
+    weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool,
+    n_ctx: int, max_examples: int, example_format: str = "plain",
+) -> Iterator[Encoded]:
+    """An endless stream of `arithmetic` documents shaped like k-shot prompts: examples of one operation (drawn
+    per document in proportion to its weight), as many as fit in `n_ctx` up to `max_examples`."""
+    streams = {name: mixed_examples({name: 1.0}, rng, encode, held_out=held_out, example_format=example_format)
+               for name, w in weights.items() if w > 0}
+    pending = {}
+    for name in _weighted(weights, rng):
+        ids, spans = pending.pop(name, None) or next(streams[name])
+        while len(spans) < max_examples:
+            more = next(streams[name])
+            if len(ids) + len(more[0]) > n_ctx:
+                pending[name] = more  # starts the next document of this operation
+                break
+            spans += [(len(ids) + first, len(ids) + end) for first, end in more[1]]
+            ids = ids + more[0]
+        yield ids, spans
+
+
 def modified_documents(
     weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, lines: int = 6,
     modifiers: tuple[int, ...] = (0, 1),
@@ -280,19 +303,19 @@ def modified_documents(
             a, b = (int(x) for x in rng.integers(0, MODIFIED_OPERAND_LIMIT, size=2))
             if not trainable(op.symbol, a, b):
                 continue
-            prompt = encode(MODIFIED_LINE.format(a=a, symbol=op.symbol, b=b) + " ")
-            answer = encode(f"{op.apply(a, b) + modifier}{STOP}")
+            prompt = encode(MODIFIED_LINE.format(a=a, symbol=op.symbol, b=b))
+            answer = encode(f" {op.apply(a, b) + modifier}{STOP}")  # the output prefix " " supervised too
             spans.append((len(ids) + len(prompt), len(ids) + len(prompt) + len(answer)))
             ids += prompt + answer
         yield ids, spans
 
 
 def training_documents(document: str, weights: dict[str, float], rng: np.random.Generator,
-                       encode: Callable[[str], list[int]], *, held_out: bool,
+                       encode: Callable[[str], list[int]], *, held_out: bool, n_ctx: int, max_examples: int,
                        example_format: str = "plain") -> tuple[Iterator[Encoded], str]:
     """The document stream of a corpus format and the text between consecutive documents in a row (each
     document already ends in STOP): BIG-bench's few-shot separator less that stop."""
     if document == "modified_arithmetic":
         return modified_documents(weights, rng, encode), "\n"  # separator "\n\n" in BIG-bench's task
-    return mixed_examples(weights, rng, encode, held_out=held_out,
-                          example_format=example_format), EXAMPLE_SEPARATOR.removeprefix(STOP)
+    return arithmetic_episodes(weights, rng, encode, held_out=held_out, n_ctx=n_ctx, max_examples=max_examples,
+                               example_format=example_format), EXAMPLE_SEPARATOR.removeprefix(STOP)

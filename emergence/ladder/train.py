@@ -49,6 +49,7 @@ class TrainSettings:
     example_format: str = "plain"  # or "scratchpad": per-digit work with carries before the answer
     heldout_rows: int = 64
     threads: int = 1
+    device: str = "cpu"  # or "cuda": bf16 autocast (the GPU preset)
     loss_explosion: float = 20.0  # a loss above this (ln(99) ~ 4.6 is chance) counts as diverged
 
     @classmethod
@@ -85,6 +86,7 @@ def learning_rate(step: int, s: TrainSettings) -> float:
 def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
     rng = np.random.default_rng(seed)
     documents, separator = data.training_documents(s.document, dict(s.operations), rng, encode, held_out=held_out,
+                                                   n_ctx=s.n_ctx, max_examples=s.examples_per_row,
                                                    example_format=s.example_format)
     return data.pack_rows(documents, n_rows, s.n_ctx, encode(separator), pad_id=0, max_examples=s.examples_per_row)
 
@@ -92,6 +94,19 @@ def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
 def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return float(model(input_ids=input_ids, labels=labels).loss)
+
+
+# Dense bf16 peak of the GPUs the GPU preset targets (H100/H200 SXM: 989 TFLOP/s); None where unknown
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}
+
+
+def model_flops_utilisation(nonembedding_params: int, tokens: int, seconds: float, device: str) -> float | None:
+    """Training MFU: achieved 6ND FLOP/s over the GPU's bf16 peak (None on the CPU or an unknown GPU)."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    return None if peak is None else round(training_flops(nonembedding_params, tokens) / seconds / peak, 4)
 
 
 def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]:
@@ -103,14 +118,19 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
     s = settings
     torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
+    if s.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"run {s.run}: device 'cuda' asked for (models[].device) but torch sees no GPU here; "
+                           f"set the family's device to cpu or run where a GPU is.")
     tokenizer = build_char_tokenizer()
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     size = plan.model_size(s.width, s.n_ctx)
-    model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).to(s.device)
+    # bf16 matrix units on a GPU (float32 master weights); float32 on the CPU, where bf16 is slower
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device == "cuda")
 
     train_ids, train_labels, _ = _rows(s, encode, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
     heldout_ids, heldout_labels, _ = _rows(s, encode, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
-    heldout_ids, heldout_labels = torch.from_numpy(heldout_ids), torch.from_numpy(heldout_labels)
+    heldout_ids, heldout_labels = torch.from_numpy(heldout_ids).to(s.device), torch.from_numpy(heldout_labels).to(s.device)
     tokens_per_row = (train_ids != 0).sum(axis=1)
     row_lengths = s.n_ctx - np.argmax((train_ids != 0)[:, ::-1], axis=1)  # rows are padded at the end only
 
@@ -134,8 +154,9 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
             group["lr"] = learning_rate(step, s)
         # input_ids, labels: (batch_rows, n_ctx); trailing pads need no attention mask under causal attention
         width = int(row_lengths[rows].max())  # drop all-pad columns: no compute on padding
-        loss = model(input_ids=torch.from_numpy(train_ids[rows, :width]),
-                     labels=torch.from_numpy(train_labels[rows, :width])).loss
+        with autocast:
+            loss = model(input_ids=torch.from_numpy(train_ids[rows, :width]).to(s.device, non_blocking=True),
+                         labels=torch.from_numpy(train_labels[rows, :width]).to(s.device, non_blocking=True)).loss
         if not torch.isfinite(loss) or loss.item() > s.loss_explosion:
             raise TrainingDiverged(
                 f"run {s.run}: training diverged, loss {loss.item():.4g} at step {step}/{s.total_steps}. Lower lr "
@@ -170,6 +191,10 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                 "final_checkpoint": step == s.total_steps,
                 "seed": s.seed,
                 "wall_time_s": round(time.perf_counter() - start, 2),
+                "device": s.device,
+                "train_tokens_per_s": round(tokens_seen / (time.perf_counter() - start), 1),
+                "train_mfu": model_flops_utilisation(size.nonembedding_params(), tokens_seen,
+                                                     time.perf_counter() - start, s.device),
                 "train_loss": float(np.mean(recent_losses)),
                 "heldout_loss": _answer_loss(model, heldout_ids, heldout_labels),
                 "revision": None,
