@@ -192,33 +192,41 @@ def family_cells(family: dict, strategies: list[str]) -> tuple[pd.DataFrame, lis
         if lacking := [k for k in ("params", "train_tokens", "train_flops") if meta.get(k) is None]:
             missing.setdefault(model, (lacking, _where(main)))
             continue
-        fam = family_name(family, main)
-        run = f"{fam}-{label_of(model)}"
-        row = {"model": run if step is None else f"{run}-step{int(step)}", "task": task, "strategy": f"{shots}shot",
-               "n": spec.get("n", np.nan), **{f"{m}{s}": np.nan for m in CELL_METRICS for s in ("", "_ci_low", "_ci_high")},
-               "brier": np.nan, "ece": np.nan, "random_baseline": float(spec["random_baseline"]),
-               "target_ce_total": np.nan, "target_tokens_mean": np.nan, "p_all_tokens": np.nan, "is_greedy": np.nan,
-               "family": fam, "run": run, "nonembedding_params": np.nan, **meta, "seed": np.nan,
-               "final_checkpoint": (-1 if step is None else step) == finals[model], "heldout_loss": np.nan,
-               "metric": spec["as"], "source": "published", "published_model": model,
-               "published_metric": spec["metric"], "published_value": main["value"],
-               "published_stderr": main["stderr"], "published_file": _shown(main),
-               "published_line": main["line"], "published_sha256": sums[main["file"]]}
-        _put(row, spec["as"], main, spec.get("n"))
-        if spec.get("exact_match") in by_metric and spec["as"] != "exact_match":
-            _put(row, "exact_match", by_metric[spec["exact_match"]], spec.get("n"))
-        if spec.get("perplexity") in by_metric:  # CE per target = log perplexity: a continuous metric of the samples
-            ppl = by_metric[spec["perplexity"]]
-            ce, half = math.log(ppl["value"]), Z95 * (ppl["stderr"] or np.nan) / ppl["value"]
-            row.update(target_ce_per_token=ce, target_ce_per_token_ci_low=ce - half,
-                       target_ce_per_token_ci_high=ce + half, target_ce_total=ce)
-        rows.append(row)
+        run = f"{family_name(family, main)}-{label_of(model)}"
+        rows.append(cell_row(spec, by_metric, meta, model=run if step is None else f"{run}-step{int(step)}",
+                             run=run, task=task, strategy=f"{shots}shot",
+                             final=(-1 if step is None else step) == finals[model], sha256=sums[main["file"]]))
     for model, (lacking, where) in sorted(missing.items()):
         problems.append(f"published family {family['name']!r}: model {model!r} ({where}) has no "
                         f"{', '.join(lacking)}; give them in its members entry, e.g. members: [{{model: '{model}', "
                         f"params: ..., nonembedding_params: ..., train_tokens: ...}}] (train_flops defaults to "
                         f"{FLOPS_RULE}).")
     return (pd.DataFrame(rows), []) if not problems else (pd.DataFrame(), problems)
+
+
+def cell_row(spec: dict, by_metric: dict, meta: dict, *, model: str, run: str, task: str, strategy: str, final: bool,
+             sha256: str) -> dict:
+    """One cell with the columns of an evaluated cell: the file's numbers where it has them, NaN for everything a
+    file of aggregates cannot hold (per-sample metrics, held-out loss), and where each number comes from."""
+    main = by_metric[spec["metric"]]
+    row = {"model": model, "task": task, "strategy": strategy, "n": spec.get("n", np.nan),
+           **{f"{m}{s}": np.nan for m in CELL_METRICS for s in ("", "_ci_low", "_ci_high")},
+           "brier": np.nan, "ece": np.nan, "random_baseline": float(spec["random_baseline"]),
+           "target_ce_total": np.nan, "target_tokens_mean": np.nan, "p_all_tokens": np.nan, "is_greedy": np.nan,
+           "family": run.split("-")[0], "run": run, "nonembedding_params": np.nan, **meta, "seed": np.nan,
+           "final_checkpoint": final, "heldout_loss": np.nan, "metric": spec["as"], "source": "published",
+           "published_model": main["model"], "published_metric": spec["metric"], "published_value": main["value"],
+           "published_stderr": main["stderr"], "published_file": _shown(main), "published_line": main["line"],
+           "published_sha256": sha256}
+    _put(row, spec["as"], main, spec.get("n"))
+    if spec.get("exact_match") in by_metric and spec["as"] != "exact_match":
+        _put(row, "exact_match", by_metric[spec["exact_match"]], spec.get("n"))
+    if spec.get("perplexity") in by_metric:  # log perplexity = CE per target: the continuous metric of the samples
+        ppl = by_metric[spec["perplexity"]]
+        ce, half = math.log(ppl["value"]), Z95 * (ppl["stderr"] or np.nan) / ppl["value"]
+        row.update(target_ce_per_token=ce, target_ce_per_token_ci_low=ce - half, target_ce_per_token_ci_high=ce + half,
+                   target_ce_total=ce)
+    return row
 
 
 def _put(row: dict, column: str, record: dict, n: int | None = None) -> None:

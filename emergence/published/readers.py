@@ -19,6 +19,7 @@ SCALE_KEYS = ("params", "nonembedding_params", "train_tokens", "train_flops")
 LONG_COLUMNS = ("model", "task", "metric", "value", "num_fewshot")
 OPTIONAL_COLUMNS = ("step", "stderr", "source_file", "family", *SCALE_KEYS)
 TABLE_SUFFIXES = (".csv", ".parquet")
+NOT_METRICS = ("sample_len", "sample_count")  # lm-eval 0.4 bookkeeping beside the metrics of a task
 
 
 class PublishedError(ValueError):
@@ -74,7 +75,7 @@ def read_lm_eval_json(path: str | Path) -> list[dict]:
         line = _json_line(text, task)
         for key, value in values.items():
             name, _, filter_name = key.partition(",")
-            if name.endswith("_stderr") or _number(value) is None:
+            if name.endswith("_stderr") or name in NOT_METRICS or _number(value) is None:
                 continue
             metric = name if filter_name in ("", "none") else key  # 0.4: `acc,none` -> acc; `exact_match,strict`
             stderr = values.get(f"{name}_stderr,{filter_name}" if filter_name else f"{name}_stderr")
