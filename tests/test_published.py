@@ -90,6 +90,12 @@ def test_bad_published_files_are_refused_with_file_line_or_model(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_empty_tasks_only_when_every_family_is_published():
+    message = refusal({"study": "x", "models": [{"name": "l", "source": "ladder", "widths": [16]}], "tasks": [],
+                       "strategies": ["0shot"]})
+    assert "tasks is empty" in message
+
+
 @pytest.mark.workflow
 def test_published_preset_real_families(tmp_path):
     snakemake(tmp_path, "--cores", "2", "--configfile", str(PRESET))
