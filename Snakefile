@@ -9,6 +9,7 @@ include: "rules/models.smk"
 include: "rules/tasks.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/published.smk"
 include: "rules/analysis.smk"
 
 

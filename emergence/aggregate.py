@@ -25,6 +25,9 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
         for model_dir in checkpoint_dirs(root):
             meta = read_json(model_dir / "model.json")
             rows.append({"model": meta["model_id"], "model_dir": str(model_dir),
+                         # what the model is outside this study (a hub repository, a local folder): matched
+                         # against published results of the same model
+                         "source_model": meta.get("repo_id") or meta.get("path"),
                          **{c: meta.get(c) for c in MODEL_COLUMNS}})
     return pd.DataFrame(rows)
 
@@ -88,13 +91,29 @@ def aggregate(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    published: list[str | Path] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join every cell's samples (Parquet files, or folders of them) with model and task metadata; summarise per
-    cell; write both tables."""
+    cell; add the cells of published families (Parquet files, `emergence.published`); write both tables."""
     files = [f for c in map(Path, cell_files) for f in (sorted(c.rglob("*.parquet")) if c.is_dir() else [c])]
+    samples, cells = (evaluated_cells(files, model_roots, task_dirs, n_resamples=n_resamples, seed=seed) if files
+                      else (pd.DataFrame(columns=["model", "task", "strategy"]), pd.DataFrame()))
+    cells = pd.concat([cells.assign(source="evaluated"), *map(pd.read_parquet, published)], ignore_index=True)
+    cells = cells.sort_values(["task", "strategy", "family", "train_flops", "model"], ignore_index=True)
+    cells["final_checkpoint"] = cells.final_checkpoint.astype(bool)
+
+    for table, path in ((samples, samples_out), (cells, cells_out)):
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+    return samples, cells
+
+
+def evaluated_cells(files: list[Path], model_roots, task_dirs, *, n_resamples: int, seed: int):
+    """Per-sample files of this study's own evaluations -> (samples, cells)."""
     samples = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     models = model_table(model_roots)
-    samples = samples.merge(models.drop(columns="model_dir"), on="model", how="left", validate="many_to_one")
+    samples = samples.merge(models.drop(columns=["model_dir", "source_model"]), on="model", how="left",
+                            validate="many_to_one")
     samples = samples.merge(task_table(task_dirs), on="task", how="left", validate="many_to_one")
     if samples.train_flops.isna().any():
         missing = sorted(samples.loc[samples.train_flops.isna(), "model"].unique())
@@ -112,14 +131,8 @@ def aggregate(
                      **summarize_cell(group, n_resamples=n_resamples, seed=cell_seed)})
     cells = pd.DataFrame(rows)
     cells = cells.merge(samples.drop_duplicates("model")[["model", *MODEL_COLUMNS]], on="model")
-    cells = cells.merge(task_table(task_dirs), on="task")
-    cells = cells.sort_values(["task", "strategy", "family", "train_flops", "model"], ignore_index=True)
-    cells["final_checkpoint"] = cells.final_checkpoint.astype(bool)
-
-    for table, path in ((samples, samples_out), (cells, cells_out)):
-        with atomic_path(path) as tmp:
-            table.to_parquet(tmp, index=False)
-    return samples, cells
+    cells = cells.merge(models[["model", "source_model"]], on="model")
+    return samples, cells.merge(task_table(task_dirs), on="task")
 
 
 def spearman_flops_vs_ce(cells: pd.DataFrame, task: str, strategy: str) -> float:

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from emergence.ladder import data
+from emergence.published.cells import family_problems as published_family_problems
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
 
@@ -144,7 +145,13 @@ def _semantic_problems(config: dict) -> list[str]:
     names = [m["name"] for m in config["models"]]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")
+    if not config["tasks"] and any(family["source"] != "published" for family in config["models"]):
+        problems.append("tasks is empty; give at least one task (only a study whose families are all source: "
+                        "published, which bring their tasks, may leave it empty).")
     for i, family in enumerate(config["models"]):
+        if family["source"] == "published":
+            problems += published_family_problems(i, family, config["strategies"])
+            continue
         if family["source"] != "ladder":
             problems += _external_family_problems(i, family)
             continue

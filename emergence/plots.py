@@ -132,14 +132,19 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
                          f"axes: {', '.join(AXES)}")
     x_label, log_x, invert = AXES[x]
     points = scale_points(cells)
-    tasks = sorted(points.task.unique())
     panel_metric = {task: paper if metric == "paper" else metric for task, paper in zip(cells.task, cells.metric)}
+    # tasks with something to draw (published results have no held-out loss, multiple choice no exact match)
+    tasks = sorted(task for task, sub in points.groupby("task")
+                   if (sub[x].notna() & sub[panel_metric[task]].notna()).any()) or ["(no data)"]
     ncols = min(3, len(tasks))
     nrows = -(-len(tasks) // ncols)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.4, 2.3 * nrows + 0.3), squeeze=False,
                                  layout="constrained")
         for ax, task in zip(axes.flat, tasks):
+            if task not in panel_metric:
+                ax.text(0.5, 0.5, f"no {metric} against {x} in these cells", ha="center", transform=ax.transAxes)
+                continue
             sub, metric_here = points[points.task == task], panel_metric[task]
             for label, color, (strategy, family), line in _series(sub):
                 line = line.sort_values(x)

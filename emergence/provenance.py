@@ -44,8 +44,9 @@ def git_commit(basedir: str | Path) -> str | None:
 
 
 def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, version: str, code_hash: str,
-                   basedir: str | Path, model_roots: list, task_dirs: list) -> dict:
-    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums.
+                   basedir: str | Path, model_roots: list, task_dirs: list, published: dict | None = None) -> dict:
+    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums,
+    the sha256 of every published family's result files.
 
     The effective config is also written as YAML: `--configfile <version>/config.yaml` reproduces the version.
     """
@@ -64,6 +65,7 @@ def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, v
         "packages": package_versions(),
         "models": models,
         "tasks": {meta["task"]: meta for meta in (read_json(Path(d) / "task.json") for d in task_dirs)},
+        "published": published or {},
     }
     write_json(path, manifest)
     with atomic_path(config_path) as tmp:

@@ -15,6 +15,7 @@ from pathlib import Path
 from emergence.config import task_settings
 from emergence.ladder import plan
 from emergence.models.families import external_runs
+from emergence.published.cells import file_checksums
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import catalog
 
@@ -61,6 +62,7 @@ class StudyPlan:
     strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
 
     comparisons: list = field(default_factory=list)  # [{name, with: {strategy, family?}, without: {...}}]
+    published: dict = field(default_factory=dict)  # family name -> {family (its config), files: {path: sha256}}
 
     def cells(self) -> list[tuple[str, str, str]]:
         """(run key, task key, strategy key) for every cell; a family may restrict its strategies."""
@@ -102,6 +104,9 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     code = code_hash(basedir)
     study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code[:8]}", code_hash=code)
     for family in config["models"]:
+        if family["source"] == "published":  # cells from result files: no run, no inference
+            study.published[family["name"]] = {"family": family, "files": file_checksums(family)}
+            continue
         study.runs.update(ladder_runs(family) if family["source"] == "ladder" else external_family_runs(family))
     for name in config["tasks"]:
         kind = catalog.kind_of(name, config["lm_eval_task_dirs"])

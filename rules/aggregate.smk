@@ -4,6 +4,7 @@ rule aggregate:
         cells=cell_files(),
         models=run_dirs(),
         tasks=task_dirs(),
+        published=published_files(),
     output:
         samples=f"{VERSION_DIR}/samples.parquet",
         cells=f"{VERSION_DIR}/cells.parquet",
@@ -36,6 +37,7 @@ rule manifest:
         version=PLAN.version,
         code_hash=PLAN.code_hash,
         basedir=workflow.basedir,
+        published={name: spec["files"] for name, spec in PLAN.published.items()},
     conda:
         "../envs/emergence.yaml"
     script:

@@ -35,6 +35,7 @@ wildcard_constraints:
     run=escaped(PLAN.runs),
     task=escaped(PLAN.tasks),
     strategy=escaped(PLAN.strategies),
+    family=escaped(PLAN.published),
     parent=escaped({bigbench.parent_of(spec["task"]) for spec in PLAN.tasks.values() if spec["kind"] == "bigbench"}),
 
 
@@ -51,6 +52,20 @@ def task_source(wildcards):
     if bigbench.is_shipped(spec["task"]):
         return {"source": str(bigbench.shipped_source(spec["task"]))}
     return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"}
+
+
+def published_files():
+    """The cells of each published family (one Parquet file per family, read from its result files)."""
+    return [f"{VERSION_DIR}/published/{name}.parquet" for name in PLAN.published]
+
+
+def published_outputs():
+    """One line per published family (Figure 2 of real families); with own evaluations too, the overlay."""
+    if not PLAN.published:
+        return []
+    overlay = [f"{VERSION_DIR}/tables/published_overlay.csv", f"{VERSION_DIR}/figures/published_overlay.png",
+               f"{VERSION_DIR}/figures/published_overlay.pdf"] if PLAN.runs else []
+    return [f"{VERSION_DIR}/figures/published_families.png", f"{VERSION_DIR}/figures/published_families.pdf", *overlay]
 
 
 def run_dirs():
@@ -100,6 +115,7 @@ def final_outputs():
         f"{VERSION_DIR}/figures/pl_check.png",
         f"{VERSION_DIR}/figures/pl_check.pdf",
         *task_figures(),
+        *published_outputs(),
         *([f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
           if PLAN.comparisons else []),
     ]

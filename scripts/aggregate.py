@@ -10,4 +10,5 @@ with logged(snakemake.log[0]):
         snakemake.output.cells,
         n_resamples=snakemake.params.n_resamples,
         seed=snakemake.params.seed,
+        published=snakemake.input.published,
     )

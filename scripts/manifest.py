@@ -11,4 +11,5 @@ with logged(snakemake.log[0]):
         basedir=snakemake.params.basedir,
         model_roots=snakemake.input.models,
         task_dirs=snakemake.input.tasks,
+        published=snakemake.params.published,
     )
