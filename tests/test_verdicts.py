@@ -1,6 +1,8 @@
 """Known-answer tests of the verdicts, intervals and forecasts: synthetic lines whose answer is known, run through
 the real tables (cells and per-item samples shaped as `aggregate` writes them)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,3 +169,17 @@ def test_emergence_scale_interval_from_replicates():
     y = np.array([0.0, 0.0, 0.5, 0.9])
     replicates = np.tile(y, (100, 1))
     assert intervals.emergence_scale_interval(flops, y, y - 0.1, replicates, 0.05) == (flops[2], flops[2], "")
+
+
+def test_every_emergence_and_forecast_column_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### The emergence table"):readme.index("## Augmented prompting")]
+    cells, samples = line(np.exp(-4 * POWER_LAW_CE), POWER_LAW_CE)
+    table = analysis.emergence_table(cells, samples, n_resamples=200)
+    forecast, _ = analysis.forecast_table(cells, samples, n_resamples=200)
+    forecaster_columns = {c.replace(f"{f}_", "<f>_", 1) for c in forecast.columns for f in ("linear", "logistic", "pl")
+                          if c.startswith(f"{f}_")}
+    plain = [c for c in forecast.columns if not c.startswith(("linear_", "logistic_", "pl_"))]
+    undocumented = [c for c in [*table.columns, *plain, *forecaster_columns] if f"`{c}`" not in section]
+    emergence_ci = {"<f>_emergence_flops_ci_low", "<f>_emergence_flops_ci_high"}  # documented as `_ci_low`/`_ci_high`
+    assert set(undocumented) <= emergence_ci
