@@ -183,3 +183,15 @@ def test_every_emergence_and_forecast_column_is_documented_in_the_readme():
     undocumented = [c for c in [*table.columns, *plain, *forecaster_columns] if f"`{c}`" not in section]
     emergence_ci = {"<f>_emergence_flops_ci_low", "<f>_emergence_flops_ci_high"}  # documented as `_ci_low`/`_ci_high`
     assert set(undocumented) <= emergence_ci
+
+
+def test_interval_of_published_cells_from_n_or_stderr():
+    cells, _ = line(np.exp(-4 * POWER_LAW_CE), POWER_LAW_CE)
+    published = cells.drop(columns=["exact_match_ci_low", "exact_match_ci_high", "n"])
+    published["exact_match_stderr"] = np.sqrt(published.exact_match * (1 - published.exact_match) / N_ITEMS)
+    published[["target_ce_per_token", "target_ce_per_token_ci_low", "target_ce_per_token_ci_high"]] = np.nan
+    points = analysis.scale_points(published)
+    assert points.exact_match_ci_low.notna().all() and (points.exact_match_ci_low <= points.exact_match).all()
+    with_n = analysis.scale_points(cells.drop(columns=["exact_match_ci_low", "exact_match_ci_high"]))
+    assert with_n.exact_match_ci_high.iloc[0] == pytest.approx(metrics.clopper_pearson(0, N_ITEMS)[1])
+    assert verdict_of(published).verdict_reason == "no continuous metric"

@@ -121,6 +121,9 @@ def forecast_table(cells: pd.DataFrame, samples: pd.DataFrame | None = None, *, 
         summary, held_out = forecast_line(line, metric, margin, seed=metrics.seed_for(*key, base=seed))
         errors = {form: summary[f"{form}_abs_error"] for form in FORECASTERS
                   if np.isfinite(summary[f"{form}_abs_error"])}
+        if not errors:
+            rows.append({**row, **summary, "note": "no forecaster could be fitted"})
+            continue
         winner = min(errors, key=errors.get)
         row.update(summary, winner=winner, predicted=summary[f"{winner}_predicted"],
                    observed=float(line[metric].iloc[-1]), abs_error=errors[winner],

@@ -75,6 +75,28 @@ def read_samples(path) -> pd.DataFrame:
     return samples.reset_index(drop=True)
 
 
+def fill_intervals(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells without a metric's interval (published results: a mean, maybe `<metric>_stderr`, maybe `n`) get
+    one: proportions the exact binomial interval at `n`, else Wilson's at the n their stderr implies; other
+    metrics mean +- 1.96 stderr. Without either the interval stays NaN (and the metric cannot emerge)."""
+    cells = cells.copy()
+    n = cells.n if "n" in cells else pd.Series(np.nan, index=cells.index)
+    for metric in (m for m in METRICS if m in cells):
+        low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+        for column in (low, high):
+            if column not in cells:
+                cells[column] = np.nan
+        stderr = cells[f"{metric}_stderr"] if f"{metric}_stderr" in cells else pd.Series(np.nan, index=cells.index)
+        missing = cells[low].isna() & cells[metric].notna()
+        for i in cells.index[missing]:
+            if metric in CHANCE_BOUNDED:
+                bounds = metrics.proportion_ci(cells.at[i, metric], n=n[i], stderr=stderr[i])
+            else:
+                bounds = (cells.at[i, metric] - 1.96 * stderr[i], cells.at[i, metric] + 1.96 * stderr[i])
+            cells.loc[i, [low, high]] = bounds
+    return cells
+
+
 def scale_points(cells: pd.DataFrame, samples: pd.DataFrame | None = None, *, n_resamples: int = 1000,
                  seed: int = 0) -> pd.DataFrame:
     """Final checkpoints averaged over training seeds: one row per task x strategy x family x model size.
@@ -82,9 +104,10 @@ def scale_points(cells: pd.DataFrame, samples: pd.DataFrame | None = None, *, n_
     Each metric gets its seed mean, min and max (the spread the figures shade) and a 95% interval: with per-item
     rows a bootstrap over items x seeds (`intervals.hierarchical_replicates`), never narrower than the exact
     binomial interval of the pooled counts for 0/1 metrics; without them the cell's own interval (one seed) or
-    the seed mean's t-interval widened to the cells' sampling interval. `run_models` lists the seeds' model ids.
+    the seed mean's t-interval widened to the cells' sampling interval (published cells: `fill_intervals`).
+    `run_models` lists the seeds' model ids.
     """
-    finals = cells[cells.final_checkpoint].copy()
+    finals = fill_intervals(cells[cells.final_checkpoint.astype(bool)])
     finals["size"] = finals.run.str.replace(r"-s\d+$", "", regex=True)
     items = ItemTable(samples)
     rows = []
