@@ -103,11 +103,16 @@ def p_l_columns(group: pd.DataFrame) -> dict:
     return out
 
 
+def choice_count(choices) -> float:
+    """How many choices a multiple-choice document offers; NaN for a free-form answer (choices empty)."""
+    return float(len(choices)) if isinstance(choices, (list, tuple, np.ndarray)) else np.nan
+
+
 def chance_columns(group: pd.DataFrame) -> dict:
     """Per-metric chance levels (a uniform guess over the choices; free-form answers: the task's baseline).
     Exact match and multiple-choice grade share the task's baseline (they agree for one correct choice);
     P(correct) is 1/k and the multi-class Brier score of the uniform distribution 1 - 1/k."""
-    k = group.choices.map(lambda c: len(c) if c is not None else np.nan).astype(float) if "choices" in group else None
+    k = group.choices.map(choice_count).astype(float) if "choices" in group else None
     multiple_choice = k is not None and k.notna().all()
     return {"chance_exact_match": group.random_baseline.mean(), "chance_mc_grade": group.random_baseline.mean(),
             "chance_p_correct": (1 / k).mean() if multiple_choice else np.nan,
