@@ -194,7 +194,7 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
     final answer and the generation's stop string, after the gold trace where the completion is one, and
     `is_greedy_stop` says whether every one of those tokens is the argmax: the greedy answer is exactly right
     iff it is (up to the answer filter). `prompt_truncated`: the prompt is longer than the generation's context
-    window (max_length - max_gen_toks), so the backend dropped its start.
+    window (max_length less the request's max_gen_toks), so the backend dropped its start.
     """
     gen = {s["doc_id"]: s for s in gen_samples}
     ll = {s["doc_id"]: s for s in ll_samples} if ll_samples is not None else None
@@ -221,7 +221,7 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
             context_enc, continuation_enc = lm._encode_pair(context, continuation)
             row.update(completion=continuation.strip(), target_logprob=float(logprob), is_greedy=bool(is_greedy),
                        target_tokens=len(continuation_enc),
-                       prompt_truncated=len(context_enc) > lm.max_length - lm.max_gen_toks)
+                       prompt_truncated=len(context_enc) > generation_window(lm, g))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if ll is not None:
@@ -232,6 +232,12 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
         frame["is_greedy_stop"] = [bool(greedy) for _, greedy in scored]
         frame["answer_tokens"] = [len(lm._encode_pair(*r.args)[1]) for r in requests]
     return frame
+
+
+def generation_window(lm, gen_sample: dict) -> int:
+    """Prompt tokens the backend keeps for a generation (it drops the start of longer prompts): the context
+    window less the request's own max_gen_toks."""
+    return lm.max_length - (gen_sample["arguments"][0][1].get("max_gen_toks") or lm.max_gen_toks)
 
 
 def stop_string(gen_sample: dict) -> str:
