@@ -7,8 +7,8 @@ Forecasters, side by side:
 - `pl`: the continuous metric's power law (log CE linear in log FLOPs) mapped through p^L: chance + (1 - chance)
   exp(-L CE), L the answer's tokens with its stop (exact match only: Schaeffer et al.'s argument as a forecast).
 Each prediction's 95% interval combines the fit's band (refits on replicates of the fitted models' points drawn
-within their intervals, fixed seed) with the held-out model's own sampling interval, side by side in quadrature:
-a prediction interval for what that model measures. Coverage is the share of held-out models inside it.
+within their intervals, fixed seed) with the held-out model's own sampling half-width in quadrature, clipped to
+[0, 1] for proportions: a prediction interval for what that model measures. Coverage is the share of held-out models inside it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def forecast_line(line: pd.DataFrame, paper: str, margin: float, *, seed: int) -
     cut = len(x) // 2
     chance = chance_level(line, paper) if paper in CHANCE_BOUNDED else np.nan
     bar = (chance if np.isfinite(chance) else y[0]) + margin
+    limits = (0.0, 1.0) if paper in CHANCE_BOUNDED else (-np.inf, np.inf)
     name, ce = pick_continuous(paper, {c: line[c].to_numpy(dtype=float) for c in LOG_SCALE if c in line})
     if paper != "exact_match" or name is None:
         ce = None
@@ -79,8 +80,10 @@ def forecast_line(line: pd.DataFrame, paper: str, margin: float, *, seed: int) -
                                for r in range(FORECAST_RESAMPLES)])
         band_low, band_high = np.quantile(replicates[:, : len(x) - cut], [0.025, 0.975], axis=0)
         # a prediction interval for the observation: the fit's band and the held-out model's own sampling error
-        band_low = point - np.hypot(point - band_low, y[cut:] - low[cut:])
-        band_high = point + np.hypot(band_high - point, high[cut:] - y[cut:])
+        # (its interval's half-width: at 0/n the lower side is 0, yet a prediction of 0.001 may measure 0)
+        sampling = (high[cut:] - low[cut:]) / 2
+        band_low = np.clip(point - np.hypot(point - band_low, sampling), *limits)
+        band_high = np.clip(point + np.hypot(band_high - point, sampling), *limits)
         covered = (y[cut:] >= band_low) & (y[cut:] <= band_high)
         crossings = np.array([crossing(x_grid, r[len(x) - cut:], bar) for r in replicates])
         finite = np.isfinite(crossings).mean() >= 0.975
