@@ -19,7 +19,7 @@ import pandas as pd
 from emergence import metrics
 from emergence.analysis import curves, intervals
 from emergence.analysis.points import CHANCE_BOUNDED, read_samples, scale_points
-from emergence.analysis.tables import LINE_KEYS, chance_level, emergence_table
+from emergence.analysis.tables import LINE_KEYS, chance_level, emergence_bar, emergence_table
 from emergence.analysis.verdicts import LOG_SCALE, MIN_MODELS, pick_continuous
 from emergence.io import atomic_path
 
@@ -54,7 +54,7 @@ def forecast_line(line: pd.DataFrame, paper: str, margin: float, *, seed: int) -
     low, high = line[f"{paper}_ci_low"].to_numpy(dtype=float), line[f"{paper}_ci_high"].to_numpy(dtype=float)
     cut = len(x) // 2
     chance = chance_level(line, paper) if paper in CHANCE_BOUNDED else np.nan
-    bar = (chance if np.isfinite(chance) else y[0]) + margin
+    bar = sum(emergence_bar(paper, y, chance, margin))
     limits = (0.0, 1.0) if paper in CHANCE_BOUNDED else (-np.inf, np.inf)
     name, ce = pick_continuous(paper, {c: line[c].to_numpy(dtype=float) for c in LOG_SCALE if c in line})
     if paper != "exact_match" or name is None:
@@ -64,7 +64,8 @@ def forecast_line(line: pd.DataFrame, paper: str, margin: float, *, seed: int) -
     se = (high - low) / (2 * 1.96)
     ce_se = np.zeros(len(x))
     if ce is not None and "target_ce_per_token_ci_low" in line:  # relative spread of CE, applied in log space
-        ce_se = np.log(line.target_ce_per_token_ci_high / line.target_ce_per_token_ci_low).to_numpy(float) / 3.92
+        spread = np.log(line.target_ce_per_token_ci_high / line.target_ce_per_token_ci_low).to_numpy(float) / 3.92
+        ce_se = np.nan_to_num(spread, nan=0.0, posinf=0.0)  # an interval reaching CE 0 has no log spread
     rng = np.random.default_rng(seed)
     x_grid = np.linspace(x[cut - 1], x[-1], GRID_POINTS)
     summary, held_out = {"cutoff_flops": float(10 ** x[cut - 1]), "n_fit": cut, "n_held_out": len(x) - cut}, []

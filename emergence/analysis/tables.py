@@ -84,9 +84,10 @@ def line_verdict(line: pd.DataFrame, paper: str, margin: float) -> dict:
         return {"verdict": "undetermined", "verdict_reason": f"no {paper} for every model", "mirage": False}
     continuous = {name: line[name].to_numpy(dtype=float) for name in ("answer_ce_per_token", "target_ce_per_token",
                                                                       "brier_choices") if name in line}
+    baseline, step = emergence_bar(paper, line[paper].to_numpy(dtype=float), chance_level(line, paper), margin)
     verdict = mirage_verdict(np.log10(line.train_flops.to_numpy(dtype=float)),
                              {"y": line[paper], "low": line[f"{paper}_ci_low"], "high": line[f"{paper}_ci_high"]},
-                             continuous, paper_metric=paper, chance=chance_level(line, paper), margin=margin)
+                             continuous, paper_metric=paper, chance=baseline, margin=step)
     gaps = {f"{name}_gap": float((line[paper] - line[name]).abs().mean()) if name in line else np.nan
             for name in ("pl_greedy", "pl_sampling")}
     return {**verdict, **gaps, "mirage": verdict["verdict"] == "mirage"}

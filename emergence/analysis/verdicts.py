@@ -62,7 +62,9 @@ def pl_fit(x: np.ndarray, exact_match: np.ndarray, ce: np.ndarray, chance: float
 def mirage_verdict(x: np.ndarray, paper: dict, continuous: dict, *, paper_metric: str, chance: float,
                    margin: float) -> dict:
     """The verdict on one line: x = log10 FLOPs ascending; `paper` = {"y", "low", "high"} of the paper metric;
-    `continuous` = {metric name: values per model} (NaN where a model lacks it)."""
+    `continuous` = {metric name: values per model} (NaN where a model lacks it); `chance` and `margin` the
+    paper metric's baseline and margin (`tables.emergence_bar`: for BLEU, which has no chance level, the smallest
+    model's value and a share of it)."""
     x = np.asarray(x, dtype=float)
     y, low, high = (np.asarray(paper[k], dtype=float) for k in ("y", "low", "high"))
     out = {"verdict": "undetermined", "verdict_reason": "", "looks_emergent": False, "continuous_smooth": False,
