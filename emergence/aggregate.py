@@ -62,11 +62,12 @@ CELL_METRICS = ("exact_match", "target_ce_per_token", "token_edit_distance", "mc
 
 
 def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
-    """The per-cell numbers: each available per-sample metric with its interval, and calibration of P(True)."""
+    """The per-cell numbers: each available per-sample metric with its 95% interval (exact binomial for 0/1
+    outcomes, bootstrap otherwise), the two p^L predictions, per-metric chance levels and calibration of P(True)."""
     row = {"n": len(group)}
     for name in CELL_METRICS:
         values = group[name].to_numpy(dtype=float)
-        low, high = (metrics.bootstrap_ci(values, n_resamples=n_resamples, seed=seed) if np.isfinite(values).all()
+        low, high = (metrics.sample_ci(values, n_resamples=n_resamples, seed=seed) if np.isfinite(values).all()
                      else (np.nan, np.nan))
         row.update({name: values.mean(), f"{name}_ci_low": low, f"{name}_ci_high": high})
     judged = group.p_true.notna().all()
@@ -78,8 +79,47 @@ def summarize_cell(group: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
         "target_tokens_mean": group.target_tokens.mean(),
         "p_all_tokens": metrics.p_all_tokens(group.target_logprob).mean(),
         "is_greedy": group.is_greedy.astype(float).mean(),
+        **p_l_columns(group),
+        **chance_columns(group),
     })
     return row
+
+
+def p_l_columns(group: pd.DataFrame) -> dict:
+    """The p^L prediction of exact match under each decoding rule. `pl_sampling`: mean probability of sampling
+    every gold completion token (temperature 1, no stop). `pl_greedy`: share of documents whose answer and stop
+    tokens are all the argmax (the greedy answer is then exactly right), with its exact interval;
+    `answer_ce_per_token` (over `answer_tokens_mean` tokens): CE of the answer and stop only (after the gold
+    trace for scratchpad strategies)."""
+    out = {"pl_sampling": metrics.p_all_tokens(group.target_logprob).mean(), "pl_greedy": np.nan,
+           "pl_greedy_ci_low": np.nan, "pl_greedy_ci_high": np.nan, "answer_ce_per_token": np.nan,
+           "answer_tokens_mean": np.nan,
+           "prompt_truncated_share": np.nan}
+    if "is_greedy_stop" in group and group.is_greedy_stop.notna().all():
+        greedy = group.is_greedy_stop.astype(float)
+        low, high = metrics.clopper_pearson(greedy.sum(), len(greedy))
+        out.update(pl_greedy=greedy.mean(), pl_greedy_ci_low=low, pl_greedy_ci_high=high,
+                   answer_ce_per_token=float((-group.answer_logprob / group.answer_tokens).mean()),
+                   answer_tokens_mean=group.answer_tokens.mean())
+    if "prompt_truncated" in group and group.prompt_truncated.notna().any():
+        out["prompt_truncated_share"] = group.prompt_truncated.astype(float).mean()
+    return out
+
+
+def choice_count(choices) -> float:
+    """How many choices a multiple-choice document offers; NaN for a free-form answer (choices empty)."""
+    return float(len(choices)) if isinstance(choices, (list, tuple, np.ndarray)) else np.nan
+
+
+def chance_columns(group: pd.DataFrame) -> dict:
+    """Per-metric chance levels (a uniform guess over the choices; free-form answers: the task's baseline).
+    Exact match and multiple-choice grade share the task's baseline (they agree for one correct choice);
+    P(correct) is 1/k and the multi-class Brier score of the uniform distribution 1 - 1/k."""
+    k = group.choices.map(choice_count).astype(float) if "choices" in group else None
+    multiple_choice = k is not None and k.notna().all()
+    return {"chance_exact_match": group.random_baseline.mean(), "chance_mc_grade": group.random_baseline.mean(),
+            "chance_p_correct": (1 / k).mean() if multiple_choice else np.nan,
+            "chance_brier_choices": (1 - 1 / k).mean() if multiple_choice else np.nan}
 
 
 def aggregate(

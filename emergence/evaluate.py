@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from lm_eval.api.instance import Instance
 from scipy.special import softmax
 
 from emergence import metrics
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = [
     "model", "task", "strategy", "subtask", "doc_id", "prompt", "target", "completion", "generation", "answer",
-    "exact_match", "mc_grade", "bleu", "target_logprob", "target_tokens", "is_greedy", "choices", "choice_logprobs",
-    "p_correct", "brier_choices", "random_baseline", "p_true", "label_true",
+    "exact_match", "mc_grade", "bleu", "target_logprob", "target_tokens", "is_greedy", "answer_logprob",
+    "answer_tokens", "is_greedy_stop", "prompt_truncated", "choices", "choice_logprobs", "p_correct", "brier_choices",
+    "random_baseline", "p_true", "label_true",
 ]
 
 
@@ -187,6 +189,12 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
     completion) comes from lm-eval's own context/continuation split (`TemplateLM._encode_pair`), which moves trailing
     context whitespace into the continuation; lm-eval does not record the count itself. Without a likelihood
     view (lm-eval's own generative tasks) the likelihood columns are empty.
+
+    The greedy side of the p^L comparison (`answer_stop_requests`): `answer_logprob`/`answer_tokens` score the
+    final answer and the generation's stop string, after the gold trace where the completion is one, and
+    `is_greedy_stop` says whether every one of those tokens is the argmax: the greedy answer is exactly right
+    iff it is (up to the answer filter). `prompt_truncated`: the prompt is longer than the generation's context
+    window (max_length less the request's max_gen_toks), so the backend dropped its start.
     """
     gen = {s["doc_id"]: s for s in gen_samples}
     ll = {s["doc_id"]: s for s in ll_samples} if ll_samples is not None else None
@@ -210,10 +218,42 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
             if ll_context != context:
                 raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
             logprob, is_greedy = l["resps"][0][0]
+            context_enc, continuation_enc = lm._encode_pair(context, continuation)
             row.update(completion=continuation.strip(), target_logprob=float(logprob), is_greedy=bool(is_greedy),
-                       target_tokens=len(lm._encode_pair(context, continuation)[1]))
+                       target_tokens=len(continuation_enc),
+                       prompt_truncated=len(context_enc) > generation_window(lm, g))
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if ll is not None:
+        requests = [answer_stop_request(*ll[doc_id]["arguments"][0], target, stop_string(gen[doc_id]), doc_id)
+                    for doc_id, target in zip(sorted(gen), frame.target)]
+        scored = lm.loglikelihood(requests)
+        frame["answer_logprob"] = [float(logprob) for logprob, _ in scored]
+        frame["is_greedy_stop"] = [bool(greedy) for _, greedy in scored]
+        frame["answer_tokens"] = [len(lm._encode_pair(*r.args)[1]) for r in requests]
+    return frame
+
+
+def generation_window(lm, gen_sample: dict) -> int:
+    """Prompt tokens the backend keeps for a generation (it drops the start of longer prompts): the context
+    window less the request's own max_gen_toks."""
+    return lm.max_length - (gen_sample["arguments"][0][1].get("max_gen_toks") or lm.max_gen_toks)
+
+
+def stop_string(gen_sample: dict) -> str:
+    """The first stop string of a generative request (what ends a greedy answer); empty if it has none."""
+    return (gen_sample["arguments"][0][1].get("until") or [""])[0]
+
+
+def answer_stop_request(context: str, continuation: str, target: str, stop: str, doc_id: int) -> Instance:
+    """The log-likelihood request of the final answer followed by the stop string: after the prompt for a plain
+    completion; after the prompt and the gold trace where the completion is a trace (scratchpad, chain of thought)
+    whose last mention of the answer is not at its start (answer-only CE, as exact match scores the answer only)."""
+    body = continuation.rstrip()
+    split = body.rfind(target) if target else -1
+    if split > 0 and body[:split].strip():
+        context, body = context + body[:split], body[split:]
+    return Instance(request_type="loglikelihood", doc={}, arguments=(context, body + stop), idx=int(doc_id))
 
 
 def choice_frame(samples: list[dict], lm, *, p_true: bool = False) -> pd.DataFrame:
@@ -229,6 +269,7 @@ def choice_frame(samples: list[dict], lm, *, p_true: bool = False) -> pd.DataFra
         scores = np.array(s["doc"].get("choice_scores") or np.eye(len(choices))[gold])
         probs = softmax(logprobs)  # stable where every log-likelihood is very negative
         best = int(np.argmax(logprobs))
+        context_enc, gold_enc = lm._encode_pair(context, choices[gold])
         rows.append({
             "doc_id": int(s["doc_id"]),
             "prompt": context,
@@ -239,7 +280,8 @@ def choice_frame(samples: list[dict], lm, *, p_true: bool = False) -> pd.DataFra
             "exact_match": float(scores[best] == scores.max()),
             "mc_grade": float(scores[best]),
             "target_logprob": float(logprobs[gold]),
-            "target_tokens": len(lm._encode_pair(context, choices[gold])[1]),
+            "target_tokens": len(gold_enc),
+            "prompt_truncated": len(context_enc) + len(gold_enc) > lm.max_length + 1,  # scored window dropped its start
             "is_greedy": bool(s["resps"][gold][0][1]),
             "choices": [c.strip() for c in choices],
             "choice_logprobs": logprobs.tolist(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from scipy import stats
 
 
 def target_ce_per_token(target_logprob: np.ndarray, target_tokens: np.ndarray) -> np.ndarray:
@@ -16,10 +17,11 @@ def target_ce_per_token(target_logprob: np.ndarray, target_tokens: np.ndarray) -
 
 
 def p_all_tokens(target_logprob: np.ndarray) -> np.ndarray:
-    """Probability of producing every gold token, exp(-total CE).
+    """Probability of sampling every gold token at temperature 1, exp(-total CE): the p^L of Schaeffer et al.
 
-    If each of L answer tokens is right with probability p, exact match behaves like p^L; this is that
-    prediction per sample (exact under greedy decoding only when each token's probability exceeds 1/2).
+    Its mean is expected exact match under *sampling*, not under the greedy decoding the generative view scores
+    (a token can be the argmax at p = 0.4, or miss it at p = 0.6 when two tokens tie), and it covers only the scored
+    continuation. The greedy counterpart is `is_greedy_stop` (every gold token and the stop are the argmax).
     """
     return np.exp(np.asarray(target_logprob, dtype=float))
 
@@ -44,6 +46,52 @@ def bootstrap_ci(values: np.ndarray, *, n_resamples: int, seed: int, level: floa
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def clopper_pearson(successes: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial (Clopper-Pearson) interval of a proportion: never narrower than the truth allows.
+
+    The percentile bootstrap of 0 correct out of 250 is [0, 0]; the exact upper bound is 0.0146 (a model that
+    is right 1% of the time shows 0/250 in 8% of evaluations), so "at chance" is not overstated.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2
+    low = stats.beta.ppf(tail, successes, n - successes + 1) if successes > 0 else 0.0
+    high = stats.beta.ppf(1 - tail, successes + 1, n - successes) if successes < n else 1.0
+    return float(low), float(high)
+
+
+def proportion_ci(mean: float, *, n: float | None = None, stderr: float | None = None,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Interval of a proportion known only by its mean and either its sample count (exact binomial on the
+    rounded count) or its standard error (published results: Wilson's interval at the n the stderr implies,
+    n = p(1 - p) / se^2; a normal interval clipped to [0, 1] where p is 0 or 1)."""
+    if n is not None and np.isfinite(n) and n > 0:
+        return clopper_pearson(round(mean * n), n, level)
+    if stderr is None or not np.isfinite(stderr):
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    if stderr <= 0 or mean in (0.0, 1.0):
+        return float(max(0.0, mean - z * stderr)), float(min(1.0, mean + z * stderr))
+    implied_n = mean * (1 - mean) / stderr**2
+    centre = (mean + z**2 / (2 * implied_n)) / (1 + z**2 / implied_n)
+    half = z / (1 + z**2 / implied_n) * np.sqrt(mean * (1 - mean) / implied_n + z**2 / (4 * implied_n**2))
+    return float(centre - half), float(centre + half)
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """True for 0/1 outcomes (exact match, a one-hot choice grade): their interval is exact binomial."""
+    values = np.asarray(values, dtype=float)
+    return len(values) > 0 and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def sample_ci(values: np.ndarray, *, n_resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """A cell's interval of the mean: exact binomial for 0/1 outcomes, percentile bootstrap otherwise."""
+    values = np.asarray(values, dtype=float)
+    if is_binary(values):
+        return clopper_pearson(values.sum(), len(values), level)
+    return bootstrap_ci(values, n_resamples=n_resamples, seed=seed, level=level)
 
 
 def edit_distance(a: list, b: list) -> int:

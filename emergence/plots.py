@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from emergence.analysis import CHANCE_BOUNDED, scale_points, select_points  # noqa: E402
+
 STYLE = {
     "figure.dpi": 150,
     "font.size": 9,
@@ -59,8 +61,6 @@ def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | P
     spread over seeds); small hollow markers are intermediate checkpoints, so the training-time axis is visible
     too. The dashed line is the task's random baseline.
     """
-    from emergence.analysis import scale_points
-
     sub = cells[cells.task == task]
     points = scale_points(sub)
     with plt.rc_context(STYLE):
@@ -88,19 +88,67 @@ def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | P
 
 
 def pl_figure(cells: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
-    """Exact match against p_all_tokens (mean of exp(-total CE)), with the identity line.
+    """Exact match against its two p^L predictions, with the identity line: left the greedy one (share of
+    documents whose answer and stop tokens are all the argmax, the decoding exact match is scored under), right
+    the sampling one (mean probability of sampling every gold token, Schaeffer et al.'s p^L).
 
-    Points on the line mean exact match is what per-token probabilities predict (the p^L argument); points
-    above it mean greedy decoding beats sampling-style odds (every token's probability above 1/2).
+    Points on the line mean exact match is what per-token probabilities predict; greedy exact match sits above
+    the sampling prediction wherever the gold tokens are the argmax with probability under 1.
     """
+    sides = [("pl_greedy", "greedy: answer + stop tokens all argmax"),
+             ("pl_sampling" if "pl_sampling" in cells else "p_all_tokens", "sampling: mean of prod p_i")]
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(3.4, 3.2), layout="constrained")
-        for i, (task, sub) in enumerate(cells.groupby("task", sort=True)):
-            ax.scatter(sub.p_all_tokens, sub.exact_match, s=14, color=COLORS[i % len(COLORS)], label=task, alpha=0.8)
-        ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="identity")
-        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="p(all answer tokens)", ylabel="Exact match",
-               title="Exact match vs $p^L$ prediction")
-        ax.legend(frameon=False, loc="upper left")
+        fig, axes = plt.subplots(1, 2, figsize=(6.6, 3.2), layout="constrained", sharey=True)
+        for ax, (column, label) in zip(axes, sides):
+            for i, (task, sub) in enumerate(cells.groupby("task", sort=True)):
+                if column in sub:
+                    ax.scatter(sub[column], sub.exact_match, s=14, color=COLORS[i % len(COLORS)], label=task,
+                               alpha=0.8)
+            ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=1, label="identity")
+            ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=f"$p^L$ ({label})",
+                   title=f"$p^L$, {label.split(':')[0]}")
+        axes[0].set_ylabel("Exact match (greedy decoding)")
+        axes[0].legend(frameon=False, loc="upper left")
+        _save(fig, png, pdf)
+
+
+FORECAST_STYLES = {"linear": ":", "logistic": "--", "pl": "-"}
+
+
+def forecast_figure(cells: pd.DataFrame, held_out: pd.DataFrame, forecast: pd.DataFrame, png, pdf) -> None:
+    """One panel per task x strategy x family with a forecast: the paper metric of every model (filled: the
+    models the forecasters were fitted on; hollow: the held-out larger ones), each forecaster's predictions at
+    the held-out models with their 95% prediction intervals, and the cut-off as a dotted line."""
+    points = scale_points(cells)
+    lines = forecast[forecast.note.fillna("") == ""] if "note" in forecast else forecast
+    ncols = max(1, min(3, len(lines)))
+    nrows = max(1, -(-len(lines) // ncols))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols + 0.4, 2.4 * nrows + 0.3), squeeze=False,
+                                 layout="constrained")
+        for ax, (_, row) in zip(axes.flat, lines.iterrows()):
+            key = (points.task == row.task) & (points.strategy == row.strategy) & (points.family == row.family)
+            line = points[key].sort_values("train_flops")
+            fitted = line.train_flops <= row.cutoff_flops * (1 + 1e-9)
+            ax.scatter(line.train_flops[fitted], line[row.metric][fitted], color="black", s=14, label="fitted")
+            ax.scatter(line.train_flops[~fitted], line[row.metric][~fitted], facecolors="none", edgecolors="black",
+                       s=18, label="held out")
+            mine = held_out[(held_out.task == row.task) & (held_out.strategy == row.strategy)
+                            & (held_out.family == row.family)]
+            for i, (name, part) in enumerate(mine.groupby("forecaster", sort=False)):
+                color = COLORS[i % len(COLORS)]
+                ax.plot(part.model_flops, part.predicted, color=color, ls=FORECAST_STYLES.get(name, "-"),
+                        label=f"{name} ({row[f'{name}_abs_error']:.2f})")
+                ax.fill_between(part.model_flops, part.ci_low, part.ci_high, color=color, alpha=0.15, lw=0)
+            ax.axvline(row.cutoff_flops, color="gray", ls=":", lw=1)
+            ax.set(xscale="log", xlabel="Training FLOPs", ylabel=METRIC_LABELS.get(row.metric, row.metric),
+                   title=f"{row.task} {row.strategy} {row.family}\nwinner: {row.winner}")
+            ax.legend(frameon=False, fontsize=6, loc="upper left")
+        for ax in list(axes.flat)[len(lines):]:
+            ax.set_visible(False)
+        if lines.empty:
+            axes.flat[0].set_visible(True)
+            axes.flat[0].text(0.5, 0.5, "no line with 4 or more models to forecast", ha="center", va="center")
         _save(fig, png, pdf)
 
 
@@ -125,8 +173,6 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
     """A Figure-2-style grid: one panel per task, `metric` against `x` over model sizes (seed means; shaded:
     spread over seeds), one line per family (and strategy), dashed random baseline for exact match, and a
     dotted vertical line at the emergence scale of each line that emerged."""
-    from emergence.analysis import CHANCE_BOUNDED, scale_points
-
     if metric not in METRIC_LABELS or x not in AXES:
         raise ValueError(f"unknown grid {metric!r} vs {x!r}; metrics: {', '.join(METRIC_LABELS)}; "
                          f"axes: {', '.join(AXES)}")
@@ -172,8 +218,6 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
 def augmentation_figure(cells: pd.DataFrame, table: pd.DataFrame, comparisons: list[dict], png, pdf) -> None:
     """A Figure-3-style plot: for each augmented strategy (and task), exact match against training FLOPs with and
     without it (seed means; shaded: spread over seeds); the dotted line marks the scale from which it helps."""
-    from emergence.analysis import scale_points, select_points
-
     points = scale_points(cells)
     panels = list(table.groupby(["comparison", "task"], sort=False))
     with plt.rc_context(STYLE):

@@ -15,7 +15,7 @@ rule scaling_figure:
 
 
 rule pl_figure:
-    """Exact match against the p^L prediction from per-token probabilities."""
+    """Exact match against its greedy and sampling p^L predictions."""
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
     output:
@@ -44,10 +44,15 @@ rule cells_table:
         "../scripts/cells_table.py"
 
 
+ANALYSIS_PARAMS = {"margin": config["analysis"]["emergence_margin"],
+                   "n_resamples": config["analysis"]["bootstrap_samples"], "seed": config["analysis"]["seed"]}
+
+
 rule emergence_table:
-    """Table-1 analogue: emergence scale, breakthroughness, linearity, predictability, mirage flag."""
+    """Table-1 analogue: emergence scale with its interval, breakthroughness, linearity, predictability, verdict."""
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
+        samples=f"{VERSION_DIR}/samples.parquet",
     output:
         csv=report(f"{VERSION_DIR}/tables/emergence.csv", caption="../report/emergence.rst", category="Tables"),
         md=f"{VERSION_DIR}/tables/emergence.md",
@@ -57,11 +62,31 @@ rule emergence_table:
     log:
         f"{VERSION_DIR}/logs/emergence_table.log",
     params:
-        margin=config["analysis"]["emergence_margin"],
+        **ANALYSIS_PARAMS,
     conda:
         "../envs/emergence.yaml"
     script:
         "../scripts/emergence_table.py"
+
+
+rule forecast:
+    """Forecasts from the smaller half of each line, scored against the held-out larger models."""
+    input:
+        cells=f"{VERSION_DIR}/cells.parquet",
+        samples=f"{VERSION_DIR}/samples.parquet",
+    output:
+        csv=report(f"{VERSION_DIR}/tables/forecast.csv", caption="../report/forecast_table.rst", category="Forecast"),
+        models=f"{VERSION_DIR}/tables/forecast_models.csv",
+        png=report(f"{VERSION_DIR}/figures/forecast.png", caption="../report/forecast.rst", category="Forecast"),
+        pdf=f"{VERSION_DIR}/figures/forecast.pdf",
+    log:
+        f"{VERSION_DIR}/logs/forecast.log",
+    params:
+        **ANALYSIS_PARAMS,
+    conda:
+        "../envs/emergence.yaml"
+    script:
+        "../scripts/forecast.py"
 
 
 rule grid_figure:
@@ -88,6 +113,7 @@ rule augmentation:
     """Figure-3 analogue: each augmented strategy against its baseline per model shape, and from which scale it helps."""
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
+        samples=f"{VERSION_DIR}/samples.parquet",
     output:
         csv=report(f"{VERSION_DIR}/tables/augmentation.csv", caption="../report/augmentation_table.rst",
                    category="Augmented prompting"),
@@ -99,6 +125,8 @@ rule augmentation:
         f"{VERSION_DIR}/logs/augmentation.log",
     params:
         comparisons=PLAN.comparisons,
+        n_resamples=config["analysis"]["bootstrap_samples"],
+        seed=config["analysis"]["seed"],
     conda:
         "../envs/emergence.yaml"
     script:

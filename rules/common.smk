@@ -106,6 +106,8 @@ def final_outputs():
     return [
         *[f"{VERSION_DIR}/figures/grid_{m}_vs_{x}.{ext}" for m, x in GRIDS for ext in ("png", "pdf")],
         f"{VERSION_DIR}/tables/emergence.csv",
+        f"{VERSION_DIR}/tables/forecast.csv",
+        f"{VERSION_DIR}/figures/forecast.png",
         f"{VERSION_DIR}/manifest.json",
         f"{VERSION_DIR}/config.yaml",
         f"{VERSION_DIR}/samples.parquet",

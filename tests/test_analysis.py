@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from emergence import analysis
+from emergence import analysis, metrics
 
 X = np.arange(10, 20, dtype=float)  # log10 FLOPs of ten models
 STEP = np.where(X >= 16, 0.9, 0.0)  # absent, then present from the seventh model on
@@ -50,23 +50,40 @@ def test_orientation_flips_for_a_falling_curve():
     assert analysis.linearity(X, LINE[::-1]) == pytest.approx(1.0)  # a straight fall is as linear as a rise
 
 
-def test_mirage_flags_a_step_over_a_smooth_cross_entropy():
-    smooth_ce = np.linspace(2.0, 0.2, len(X))  # falls steadily with scale
-    exact_match = STEP
-    verdict = analysis.mirage_verdict(
-        exact_match=analysis.curve_statistics(X, exact_match, exact_match - 0.05, 0.0, 0.05),
-        continuous=analysis.curve_statistics(X, -smooth_ce, None, None, 0.05),
-    )
-    assert verdict["looks_emergent"] and verdict["continuous_smooth"] and verdict["mirage"]
+def _paper(exact_match: np.ndarray, n: int = 250) -> dict:
+    """Exact match per model with its exact binomial interval over n items."""
+    bounds = np.array([metrics.clopper_pearson(round(p * n), n) for p in exact_match])
+    return {"y": exact_match, "low": bounds[:, 0], "high": bounds[:, 1]}
 
 
-def test_no_mirage_when_the_continuous_metric_jumps_too():
-    jumpy_ce = np.where(X >= 16, 0.2, 2.0)
-    verdict = analysis.mirage_verdict(
-        exact_match=analysis.curve_statistics(X, STEP, STEP - 0.05, 0.0, 0.05),
-        continuous=analysis.curve_statistics(X, -jumpy_ce, None, None, 0.05),
-    )
-    assert verdict["looks_emergent"] and not verdict["continuous_smooth"] and not verdict["mirage"]
+def test_mirage_verdict_on_a_power_law_ce_and_on_a_ce_that_jumps():
+    power_law = 8 * 10 ** (-0.35 * (X - 10))
+    verdict = analysis.mirage_verdict(X, _paper(np.exp(-4 * power_law)), {"target_ce_per_token": power_law},
+                                      paper_metric="exact_match", chance=0.0, margin=0.05)
+    assert verdict["verdict"] == "mirage" and verdict["continuous_metric"] == "target_ce_per_token"
+    jumpy = np.where(X >= 16, 0.2, 2.0)
+    verdict = analysis.mirage_verdict(X, _paper(np.exp(-4 * jumpy)), {"target_ce_per_token": jumpy},
+                                      paper_metric="exact_match", chance=0.0, margin=0.05)
+    assert verdict["verdict"] == "real jump" and verdict["looks_emergent"] and not verdict["continuous_smooth"]
+
+
+def test_mirage_verdict_prefers_answer_only_ce_and_uses_brier_for_multiple_choice():
+    power_law = 8 * 10 ** (-0.35 * (X - 10))
+    jumpy = np.where(X >= 16, 0.2, 2.0)
+    verdict = analysis.mirage_verdict(X, _paper(np.exp(-4 * power_law)),
+                                      {"answer_ce_per_token": power_law, "target_ce_per_token": jumpy},
+                                      paper_metric="exact_match", chance=0.0, margin=0.05)
+    assert verdict["continuous_metric"] == "answer_ce_per_token" and verdict["verdict"] == "mirage"
+    grade = 0.25 + 0.75 * np.where(X >= 16, 1.0, 0.0)
+    verdict = analysis.mirage_verdict(X, _paper(grade), {"brier_choices": np.linspace(0.75, 0.1, len(X))},
+                                      paper_metric="mc_grade", chance=0.25, margin=0.05)
+    assert verdict["verdict"] == "mirage" and verdict["continuous_metric"] == "brier_choices"
+
+
+def test_a_smooth_rise_is_no_jump():
+    verdict = analysis.mirage_verdict(X, _paper(LINE), {"target_ce_per_token": np.linspace(2, 1, len(X))},
+                                      paper_metric="exact_match", chance=0.0, margin=0.05)
+    assert verdict["verdict"] == "no jump"
 
 
 def _cells(values_by_seed: dict[int, list[float]]) -> pd.DataFrame:

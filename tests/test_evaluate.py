@@ -37,6 +37,10 @@ def test_scratchpad_cells_score_the_extracted_answer_and_the_whole_trace(model_a
     assert table.completion.tolist() == [d["scratchpad"] for d in docs]
     assert table.target.tolist() == [d["answer"] for d in docs]
     assert (table.target_tokens == table.completion.str.len() + 1).all()  # the whole trace is scored
+    # the greedy p^L side scores the answer and the stop after the gold trace
+    assert (table.answer_tokens == table.target.str.len() + 2).all()  # " 1511\n": the space lm-eval moves over, the stop
+    assert (table.answer_logprob < 0).all() and table.is_greedy_stop.isin([True, False]).all()
+    assert (table.prompt_truncated == False).all()  # noqa: E712
     assert table.p_true.isna().all() and (table.random_baseline == 0).all()
 
 
@@ -46,5 +50,6 @@ def test_cot_prompts_show_worked_rationales_and_extract_the_final_answer(model_a
     assert (table.prompt.str.count("The answer is") == 2).all()  # two worked exemplars before each query
     assert table.completion.str.startswith("Add the digits from the right.").all()
     assert all(c.endswith(f"The answer is {t}.") for c, t in zip(table.completion, table.target))
+    assert (table.answer_tokens < table.target_tokens).all()  # the answer and what follows it, not the rationale
     extracted = table.generation.str.extract(r"The answer is (-?\d+)", expand=False).fillna("")
     assert (table.answer == extracted).all()

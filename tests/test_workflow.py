@@ -4,6 +4,7 @@ import json
 import re
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -47,6 +48,8 @@ def test_smoke_outputs_and_schemas(smoke_run):
     assert (samples.completion == samples.target).all()  # plain strategies: the completion is the answer
     assert (samples.target_logprob < 0).all() and (samples.target_tokens == samples.target.str.len() + 1).all()
     assert samples.exact_match.isin([0.0, 1.0]).all()
+    assert not samples.prompt_truncated.any() and samples.is_greedy_stop.notna().all()
+    assert (samples.answer_tokens == samples.target_tokens + 1).all()  # the answer and its stop
     assert (samples.answer == samples.generation.str.strip()).all()
     assert ((samples.answer == samples.target) == (samples.exact_match == 1)).all()
     assert ((samples.token_edit_distance == 0) == (samples.exact_match == 1)).all()
@@ -90,6 +93,13 @@ def test_smoke_emergence_table_grids_and_report(smoke_run):
     assert len(table) == len(SMOKE["tasks"]) * len(SMOKE["strategies"]) * 3  # three metrics per cell group
     assert set(table.metric) == {"exact_match", "target_ce_per_token", "token_edit_distance"}
     assert (latest / "tables/emergence.tex").read_text().lstrip().startswith("\\begin{table}")
+    assert not np.isinf(table.select_dtypes("number").to_numpy(dtype=float)).any()
+    exact = table[table.metric == "exact_match"]
+    assert (exact.emergence_flops_ci_low.notna() | exact.emergence_flops_ci_reason.notna()).all()
+    assert (exact.verdict == "undetermined").all()  # 2 sizes: too few models to judge
+    forecast = pd.read_csv(latest / "tables/forecast.csv")
+    assert len(forecast) == len(SMOKE["tasks"]) * len(SMOKE["strategies"])  # one family
+    assert forecast.note.str.startswith("too few models").all()
     for grid in ("exact_match_vs_train_flops", "target_ce_per_token_vs_train_flops", "exact_match_vs_params",
                  "exact_match_vs_heldout_loss", "token_edit_distance_vs_train_flops"):
         assert matplotlib.image.imread(latest / "figures" / f"grid_{grid}.png").shape[1] > 300
