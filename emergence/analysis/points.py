@@ -62,10 +62,12 @@ class ItemTable:
         return [m[:, keep] for m in matrices] if keep.any() else None
 
 
-def read_samples(path) -> pd.DataFrame:
+def read_samples(path) -> pd.DataFrame | None:
     """The per-item columns the intervals need (not prompts or generations), final checkpoints only, with target
-    CE per token derived as `aggregate` derives it."""
+    CE per token derived as `aggregate` derives it; None when the study has no samples (published results only)."""
     present = set(pq.read_schema(path).names)
+    if "final_checkpoint" not in present:
+        return None
     wanted = [*SAMPLE_KEYS, "final_checkpoint", "target_logprob", "target_tokens", *METRICS]
     samples = pd.read_parquet(path, columns=[c for c in wanted if c in present])
     samples = samples[samples.final_checkpoint.astype(bool)].drop(columns="final_checkpoint")
