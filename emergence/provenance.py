@@ -44,8 +44,9 @@ def git_commit(basedir: str | Path) -> str | None:
 
 
 def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, version: str, code_hash: str,
-                   basedir: str | Path, model_roots: list, task_dirs: list) -> dict:
-    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums.
+                   code_versions: dict, basedir: str | Path, model_roots: list, task_dirs: list) -> dict:
+    """Record what produced a version: config, code (each stage's code version), packages, every model's
+    metadata, every task's checksums.
 
     The effective config is also written as YAML: `--configfile <version>/config.yaml` reproduces the version.
     """
@@ -60,6 +61,7 @@ def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, v
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "code_hash": code_hash,
+        "code_versions": code_versions,
         "git_commit": git_commit(basedir),
         "packages": package_versions(),
         "models": models,

@@ -1,8 +1,9 @@
-"""The plan of a study, computed from the validated config alone: which runs, tasks, strategies and cells.
+"""The plan of a study, computed from the validated config and the code: which runs, tasks, strategies and cells.
 
 Models, tasks and cells are content-addressed: their directory key is a readable name plus a short hash of
-everything that defines them, so studies and versions share every result they can, and a changed definition
-gets a new key instead of overwriting the old result. Only aggregates and analysis are versioned per study.
+everything that defines them, the code version of the stage that produces them included (`codeversion`), so
+studies and versions share every result they can, and a changed definition or changed code gets a new key
+instead of overwriting the old result. Only aggregates and analysis are versioned per study.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emergence.codeversion import stage_versions
 from emergence.config import task_settings
 from emergence.ladder import plan
 from emergence.models.families import external_runs
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import catalog
-
-# Files whose content defines the code version (the results they produce change when these do).
-CODE_GLOBS = ("emergence/**/*.py", "emergence/**/*.yaml", "rules/*.smk", "scripts/*.py", "Snakefile")
-
 
 def short_hash(obj, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -29,19 +27,6 @@ def short_hash(obj, n: int = 8) -> str:
 def keyed(name: str, spec) -> str:
     """`addition_3digit` + its definition -> `addition_3digit-1a2b3c4d`."""
     return f"{name}-{short_hash(spec)}"
-
-
-def code_hash(basedir: str | Path) -> str:
-    """A hash of the code that produces results (package, rules, scripts), independent of git state."""
-    basedir = Path(basedir)
-    digest = hashlib.sha256()
-    for pattern in CODE_GLOBS:
-        for path in sorted(basedir.glob(pattern)):
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(str(path.relative_to(basedir)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 LADDER_TRAINING_KEYS = (
@@ -54,10 +39,11 @@ LADDER_TRAINING_KEYS = (
 class StudyPlan:
     study: str
     version: str  # <config hash>-<code hash>
-    code_hash: str
+    code_hash: str  # over every stage's code version
+    code_versions: dict = field(default_factory=dict)  # stage -> code version (see `codeversion`)
     runs: dict = field(default_factory=dict)  # run key -> {family, source, strategies, run, settings, model_ids}
     tasks: dict = field(default_factory=dict)  # task key -> {task, kind, settings, ...}
-    strategies: dict = field(default_factory=dict)  # strategy key -> {name, num_fewshot}
+    strategies: dict = field(default_factory=dict)  # strategy key (covers the evaluation code) -> Strategy.spec()
 
     comparisons: list = field(default_factory=list)  # [{name, with: {strategy, family?}, without: {...}}]
 
@@ -67,7 +53,7 @@ class StudyPlan:
                 if run["strategies"] is None or spec["name"] in run["strategies"]]
 
 
-def ladder_runs(family: dict) -> dict:
+def ladder_runs(family: dict, training_code: str) -> dict:
     settings = {k: family[k] for k in LADDER_TRAINING_KEYS}
     runs = {}
     for width in family["widths"]:
@@ -77,7 +63,7 @@ def ladder_runs(family: dict) -> dict:
             total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["examples_per_row"],
                                      settings["operations"], settings["example_format"])
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])
-            runs[keyed(run, run_settings)] = {
+            runs[keyed(run, {**run_settings, "code": training_code})] = {
                 "family": family["name"],
                 "source": "ladder",
                 "strategies": family.get("strategies"),
@@ -88,19 +74,27 @@ def ladder_runs(family: dict) -> dict:
     return runs
 
 
-def external_family_runs(family: dict) -> dict:
+def external_family_runs(family: dict, models_code: str) -> dict:
     """Hub or local models: one run each (a hub model's revisions are its checkpoints)."""
-    return {keyed(run["run"], run["settings"]): {"family": family["name"], "strategies": family.get("strategies"),
-                                                 "source": family["source"], **run}
+    return {keyed(run["run"], {**run["settings"], "code": models_code}):
+            {"family": family["name"], "strategies": family.get("strategies"), "source": family["source"], **run}
             for run in external_runs(family)}
 
 
 def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
-    """The study's runs, tasks and strategies with their keys, and its version (config + code)."""
-    code = code_hash(basedir)
-    study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code[:8]}", code_hash=code)
+    """The study's runs, tasks and strategies with their keys, and its version (config + code).
+
+    Each key covers its stage's code version: a run the training (or fetching) code, a task the task-building
+    code, a strategy the evaluation code (a strategy is evaluated, never built), so a cell, keyed by all three,
+    follows every stage upstream of it.
+    """
+    code = stage_versions(basedir)
+    code_hash = short_hash(code, 64)
+    study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code_hash[:8]}", code_hash=code_hash,
+                      code_versions=code)
     for family in config["models"]:
-        study.runs.update(ladder_runs(family) if family["source"] == "ladder" else external_family_runs(family))
+        study.runs.update(ladder_runs(family, code["training"]) if family["source"] == "ladder"
+                          else external_family_runs(family, code["models"]))
     for name in config["tasks"]:
         kind = catalog.kind_of(name, config["lm_eval_task_dirs"])
         for task in catalog.expand(name, kind):
@@ -109,10 +103,10 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
                 spec["archive_sha256"] = config["bigbench"]["archive_sha256"]
             elif kind == "lm_eval":
                 spec["lm_eval_task_dirs"] = config["lm_eval_task_dirs"]
-            study.tasks[keyed(task, spec)] = spec
+            study.tasks[keyed(task, {**spec, "code": code["tasks"]})] = spec
     for name in config["strategies"]:
         spec = load_strategy(name, config["strategy_dirs"]).spec()
-        study.strategies[keyed(name, spec)] = spec
+        study.strategies[keyed(name, {**spec, "code": code["evaluation"]})] = spec
     study.comparisons = config["comparisons"] + automatic_comparisons(config)
     return study
 

@@ -35,6 +35,7 @@ rule manifest:
         config=config,
         version=PLAN.version,
         code_hash=PLAN.code_hash,
+        code_versions=PLAN.code_versions,
         basedir=workflow.basedir,
     conda:
         "../envs/emergence.yaml"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, snakemake
+from tests.conftest import REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -18,12 +18,6 @@ CELL_COLUMNS = {"model", "task", "strategy", "n", "exact_match", "exact_match_ci
                 "target_ce_per_token", "target_ce_total", "p_all_tokens", "params", "nonembedding_params",
                 "train_tokens", "train_flops", "checkpoint_step", "final_checkpoint"}
 SMOKE = yaml.safe_load((REPO / "tests/configs/smoke.yaml").read_text())
-
-
-def job_counts(dry_run_output: str) -> dict:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    table = dry_run_output.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def test_smoke_outputs_and_schemas(smoke_run):
