@@ -14,15 +14,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from emergence import layout
 from emergence.ladder import data
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
 
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
-
-
-# Folders of results/ that hold shared, content-addressed data; a study's own folder is results/<study>/.
-RESERVED_STUDY_NAMES = ("cells", "data", "downloads", "logs", "models", "tasks")
 
 
 class ConfigError(ValueError):
@@ -138,9 +135,9 @@ def check_config(config: dict) -> dict:
 
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
-    if config["study"] in RESERVED_STUDY_NAMES:
-        problems.append(f"study {config['study']!r} would share results/{config['study']}/ with the pipeline's own "
-                        f"folder; choose another name (reserved: {', '.join(RESERVED_STUDY_NAMES)}).")
+    if config["study"] in layout.SHARED:
+        problems.append(f"study {config['study']!r} would share {layout.study_dir(config['study'])}/ with the "
+                        f"pipeline's own folder; choose another name (reserved: {', '.join(layout.SHARED)}).")
     names = [m["name"] for m in config["models"]]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")

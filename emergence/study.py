@@ -15,10 +15,11 @@ from pathlib import Path
 
 from emergence.codeversion import stage_versions
 from emergence.config import task_settings
+from emergence import layout
 from emergence.ladder import plan
 from emergence.models.families import external_runs
 from emergence.strategies import KSHOT, load_strategy
-from emergence.tasks import catalog
+from emergence.tasks import bigbench, catalog
 
 def short_hash(obj, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -46,6 +47,7 @@ class StudyPlan:
     strategies: dict = field(default_factory=dict)  # strategy key (covers the evaluation code) -> Strategy.spec()
 
     comparisons: list = field(default_factory=list)  # [{name, with: {strategy, family?}, without: {...}}]
+    bigbench_release: str = ""  # `bigbench-<version>-<sha8>`: the pinned archive's folder and file names
 
     def cells(self) -> list[tuple[str, str, str]]:
         """(run key, task key, strategy key) for every cell; a family may restrict its strategies."""
@@ -91,7 +93,8 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
     code = stage_versions(basedir)
     code_hash = short_hash(code, 64)
     study = StudyPlan(study=config["study"], version=f"{short_hash(config)}-{code_hash[:8]}", code_hash=code_hash,
-                      code_versions=code)
+                      code_versions=code,
+                      bigbench_release=f"bigbench-{bigbench.VERSION}-{config['bigbench']['archive_sha256'][:8]}")
     for family in config["models"]:
         study.runs.update(ladder_runs(family, code["training"]) if family["source"] == "ladder"
                           else external_family_runs(family, code["models"]))
@@ -101,6 +104,7 @@ def plan_study(config: dict, basedir: str | Path) -> StudyPlan:
             spec = {"task": task, "kind": kind, "settings": task_settings(config, task)}
             if kind == "bigbench":  # the data is the pinned archive's: its checksum is part of the definition
                 spec["archive_sha256"] = config["bigbench"]["archive_sha256"]
+                spec["parent"] = bigbench.parent_of(task)  # the extracted task it is converted from
             elif kind == "lm_eval":
                 spec["lm_eval_task_dirs"] = config["lm_eval_task_dirs"]
             study.tasks[keyed(task, {**spec, "code": code["tasks"]})] = spec
@@ -134,13 +138,12 @@ def network_problems(study: StudyPlan, workdir: str | Path = ".") -> list[str]:
 
     workdir = Path(workdir)
     problems = []
-    if any(run["source"] == "hf" and not (workdir / "results/models" / key).exists()
+    if any(run["source"] == "hf" and not (workdir / layout.model_run(key)).exists()
            for key, run in study.runs.items()):
         problems += filter(None, [check_hub_reachable()])
-    cells = workdir / "results/cells"
     pending = {task for run, task, strategy in study.cells()  # per-cell files, or inside a run's cell set
-               if not (cells / run / task / f"{strategy}.parquet").exists()
-               and not any((cells / run).glob(f"cells-*/{task}/{strategy}.parquet"))}
+               if not (workdir / layout.cell_file(layout.run_cells(run), task, strategy)).exists()
+               and not any((workdir / layout.run_cells(run)).glob(layout.cell_file("cells-*", task, strategy)))}
     for key in sorted(pending):
         spec = study.tasks[key]
         if spec["kind"] == "lm_eval":

@@ -4,10 +4,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from emergence import layout
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
 from emergence.study import keyed, network_problems, plan_study
-from emergence.tasks import bigbench
 
 min_version("9.0")
 
@@ -18,13 +18,10 @@ check_config(config)
 validate(config, str(SCHEMA_PATH))
 
 PLAN = plan_study(config, workflow.basedir)
-STUDY_DIR = f"results/{PLAN.study}"
-VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
-
+STUDY_DIR = layout.study_dir(PLAN.study)
+VERSION_DIR = layout.version_dir(PLAN.study, PLAN.version)
 # BIG-bench data is cached by the archive's checksum: another archive never mixes with the pinned one.
-BIGBENCH_SHA8 = config["bigbench"]["archive_sha256"][:8]
-BIGBENCH_ARCHIVE = f"results/downloads/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}.tar.gz"
-BIGBENCH_DIR = f"results/data/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}"
+BIGBENCH_ARCHIVE = layout.bigbench_archive(PLAN.bigbench_release)
 
 
 def escaped(names):
@@ -35,7 +32,7 @@ wildcard_constraints:
     run=escaped(PLAN.runs),
     task=escaped(PLAN.tasks),
     strategy=escaped(PLAN.strategies),
-    parent=escaped({bigbench.parent_of(spec["task"]) for spec in PLAN.tasks.values() if spec["kind"] == "bigbench"}),
+    parent=escaped({spec["parent"] for spec in PLAN.tasks.values() if "parent" in spec}),
 
 
 def runs_from(*sources):
@@ -45,15 +42,15 @@ def runs_from(*sources):
 def task_source(wildcards):
     """A BIG-bench (sub)task is converted from its extracted parent task; other tasks need no input."""
     spec = PLAN.tasks[wildcards.task]
-    return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"} if spec["kind"] == "bigbench" else {}
+    return {"source": layout.bigbench_task(PLAN.bigbench_release, spec["parent"])} if "parent" in spec else {}
 
 
 def run_dirs():
-    return [f"results/models/{run}" for run in PLAN.runs]
+    return [layout.model_run(run) for run in PLAN.runs]
 
 
 def task_dirs():
-    return [f"results/tasks/{task}" for task in PLAN.tasks]
+    return [layout.task(task) for task in PLAN.tasks]
 
 
 def run_cells(run):
@@ -69,8 +66,8 @@ def cellset(run):
 def cell_files():
     """Per-cell Parquet files, or under `cells_per_job: run` one folder per run holding them."""
     if config["evaluation"]["cells_per_job"] == "run":
-        return [f"results/cells/{run}/{cellset(run)}" for run in PLAN.runs]
-    return [f"results/cells/{run}/{task}/{strategy}.parquet" for run, task, strategy in PLAN.cells()]
+        return [layout.cell_set(run, cellset(run)) for run in PLAN.runs]
+    return [layout.cell_file(layout.run_cells(run), task, strategy) for run, task, strategy in PLAN.cells()]
 
 
 def task_figures():

@@ -1,12 +1,12 @@
 rule evaluate:
     """Every checkpoint of one run on one task with one strategy: per-sample Parquet."""
     input:
-        model="results/models/{run}",
-        task="results/tasks/{task}",
+        model=layout.model_run("{run}"),
+        task=layout.task("{task}"),
     output:
-        samples="results/cells/{run}/{task}/{strategy}.parquet",
+        samples=layout.cell_file(layout.run_cells("{run}"), "{task}", "{strategy}"),
     log:
-        "results/logs/evaluate/{run}/{task}/{strategy}.log",
+        layout.log("evaluate", "{run}/{task}/{strategy}"),
     params:
         strategy=lambda wc: PLAN.strategies[wc.strategy],
         batch_size=config["evaluation"]["batch_size"],
@@ -27,14 +27,15 @@ rule evaluate:
 rule evaluate_run:
     """Every cell of one run in one job, each checkpoint loaded once (`evaluation.cells_per_job: run`)."""
     input:
-        model="results/models/{run}",
-        tasks=lambda wc: sorted({f"results/tasks/{task}" for task, _ in run_cells(wc.run)}),
+        model=layout.model_run("{run}"),
+        tasks=lambda wc: sorted({layout.task(task) for task, _ in run_cells(wc.run)}),
     output:
-        cells=directory("results/cells/{run}/{cellset}"),
+        cells=directory(layout.cell_set("{run}", "{cellset}")),
     log:
-        "results/logs/evaluate_run/{run}/{cellset}.log",
+        layout.log("evaluate_run", "{run}/{cellset}"),
     params:
-        cells=lambda wc: [(f"results/tasks/{task}", task, PLAN.strategies[strategy], strategy)
+        cells=lambda wc: [(layout.task(task), PLAN.strategies[strategy],
+                           layout.cell_file(layout.cell_set(wc.run, wc.cellset), task, strategy))
                           for task, strategy in run_cells(wc.run)],
         n_cells=lambda wc: len(run_cells(wc.run)),
         listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"

@@ -1,9 +1,9 @@
 rule train_ladder:
     """Train one ladder run (one width and seed) and keep its log-spaced checkpoints."""
     output:
-        run=directory("results/models/{run}"),
+        run=directory(layout.model_run("{run}")),
     log:
-        "results/logs/train_ladder/{run}.log",
+        layout.log("train_ladder", "{run}"),
     params:
         settings=lambda wc: PLAN.runs[wc.run]["settings"],
     wildcard_constraints:
@@ -20,9 +20,9 @@ rule train_ladder:
 rule fetch_model:
     """One hub model (its revisions as checkpoints, pinned to commits, sha256-checked) or a local model directory."""
     output:
-        run=directory("results/models/{run}"),
+        run=directory(layout.model_run("{run}")),
     log:
-        "results/logs/fetch_model/{run}.log",
+        layout.log("fetch_model", "{run}"),
     params:
         settings=lambda wc: PLAN.runs[wc.run]["settings"],
     wildcard_constraints:

@@ -3,7 +3,7 @@ rule bigbench_archive:
     output:
         archive=BIGBENCH_ARCHIVE,
     log:
-        "results/logs/bigbench_archive.log",
+        layout.log("bigbench_archive", PLAN.bigbench_release),
     params:
         url=config["bigbench"]["archive_url"],
         sha256=config["bigbench"]["archive_sha256"],
@@ -20,9 +20,9 @@ rule bigbench_task:
     input:
         archive=BIGBENCH_ARCHIVE,
     output:
-        task=directory(f"{BIGBENCH_DIR}/{{parent}}"),
+        task=directory(layout.bigbench_task(PLAN.bigbench_release, "{parent}")),
     log:
-        "results/logs/bigbench_task/{parent}.log",
+        layout.log("bigbench_task", "{parent}"),
     params:
         sha256=config["bigbench"]["archive_sha256"],
     resources:
@@ -39,9 +39,9 @@ rule make_task:
     input:
         unpack(task_source),
     output:
-        task=directory("results/tasks/{task}"),
+        task=directory(layout.task("{task}")),
     log:
-        "results/logs/make_task/{task}.log",
+        layout.log("make_task", "{task}"),
     params:
         spec=lambda wc: PLAN.tasks[wc.task],
     resources:

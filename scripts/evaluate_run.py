@@ -5,8 +5,7 @@ from emergence.strategies import Strategy
 from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
-    out, params = Path(snakemake.output.cells), snakemake.params
-    cells = [Cell(Path(task_dir), Strategy(**spec), out / task / f"{key}.parquet")
-             for task_dir, task, spec, key in params.cells]
+    params = snakemake.params
+    cells = [Cell(Path(task_dir), Strategy(**spec), Path(out)) for task_dir, spec, out in params.cells]
     evaluate_run(snakemake.input.model, cells, batch_size=params.batch_size, backend=params.backend,
                  device=params.device, seed=params.seed, threads=snakemake.threads, limit=params.limit)

@@ -1,0 +1,61 @@
+"""The `results/` folder: every path the pipeline writes, relative to the working directory, in one place.
+
+Shared, content-addressed data lives in the folders named by `SHARED` (a study may not take one of these names);
+each study has its own folder of versions. Functions take the names they place, or Snakemake wildcards such as
+`"{run}"`, so rules and code use the same patterns.
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+# Folders of results/ that hold shared, content-addressed data; a study's own folder is results/<study>/.
+SHARED = ("cells", "data", "downloads", "logs", "models", "tasks")
+
+
+def model_run(run: str) -> str:
+    """A model run: its checkpoints as model directories (or, for a single model, one model directory)."""
+    return f"{RESULTS}/models/{run}"
+
+
+def task(task: str) -> str:
+    return f"{RESULTS}/tasks/{task}"
+
+
+def run_cells(run: str) -> str:
+    """The cells of a model run (every checkpoint), per cell or in folders of cell sets."""
+    return f"{RESULTS}/cells/{run}"
+
+
+def cell_set(run: str, name: str) -> str:
+    """The folder of a set of cells evaluated in one job (`evaluation.cells_per_job: run`)."""
+    return f"{run_cells(run)}/{name}"
+
+
+def cell_file(folder: str, task: str, strategy: str) -> str:
+    """One cell (task x strategy, every checkpoint of a run) under the run's cells or a cell set's folder."""
+    return f"{folder}/{task}/{strategy}.parquet"
+
+
+def bigbench_archive(release: str) -> str:
+    """The pinned BIG-bench archive; `release` names its version and checksum (`bigbench-1.0.0-<sha8>`)."""
+    return f"{RESULTS}/downloads/{release}.tar.gz"
+
+
+def bigbench_task(release: str, parent: str) -> str:
+    """One BIG-bench task's JSON files (its subtasks' included), extracted from the archive."""
+    return f"{RESULTS}/data/{release}/{parent}"
+
+
+def log(rule: str, name: str) -> str:
+    """The log of a job of a shared rule (`name` may hold wildcards and slashes)."""
+    return f"{RESULTS}/logs/{rule}/{name}.log"
+
+
+def study_dir(study: str) -> str:
+    """A study's versions, `latest` and `versions.csv`."""
+    return f"{RESULTS}/{study}"
+
+
+def version_dir(study: str, version: str) -> str:
+    """One version of a study: aggregates, manifest, figures, tables and its logs."""
+    return f"{study_dir(study)}/{version}"
