@@ -21,19 +21,14 @@ def task(task: str) -> str:
     return f"{RESULTS}/tasks/{task}"
 
 
-def run_cells(run: str) -> str:
-    """The cells of a model run (every checkpoint), per cell or in folders of cell sets."""
-    return f"{RESULTS}/cells/{run}"
+def evaluation_job(run: str, job: str) -> str:
+    """One evaluation job's folder: the cells it computed for every checkpoint of `run`."""
+    return f"{RESULTS}/cells/{run}/{job}"
 
 
-def cell_set(run: str, name: str) -> str:
-    """The folder of a set of cells evaluated in one job (`evaluation.cells_per_job: run`)."""
-    return f"{run_cells(run)}/{name}"
-
-
-def cell_file(folder: str, task: str, strategy: str) -> str:
-    """One cell (task x strategy, every checkpoint of a run) under the run's cells or a cell set's folder."""
-    return f"{folder}/{task}/{strategy}.parquet"
+def cell_file(job_dir: str, task: str, strategy: str) -> str:
+    """One cell (task x strategy, every checkpoint of the job's run) inside its job's folder."""
+    return f"{job_dir}/{task}/{strategy}.parquet"
 
 
 def bigbench_archive(release: str) -> str:

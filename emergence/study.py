@@ -54,6 +54,17 @@ class StudyPlan:
         return [(r, t, s) for r, run in self.runs.items() for t in self.tasks for s, spec in self.strategies.items()
                 if run["strategies"] is None or spec["name"] in run["strategies"]]
 
+    def evaluation_jobs(self, cells_per_job: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(run key, job name) -> the (task key, strategy key) cells one evaluation job computes: one cell
+        (`cells_per_job: cell`) or every cell of the run (`run`). A job is named by its set of cells, so a changed
+        set is another job and the old folder stays."""
+        by_run = {}
+        for run, task, strategy in self.cells():
+            by_run.setdefault(run, []).append((task, strategy))
+        groups = [(run, cells) for run, run_cells in by_run.items()
+                  for cells in ([run_cells] if cells_per_job == "run" else [[cell] for cell in run_cells])]
+        return {(run, keyed("cells", cells)): cells for run, cells in groups}
+
 
 def ladder_runs(family: dict, training_code: str) -> dict:
     settings = {k: family[k] for k in LADDER_TRAINING_KEYS}
@@ -130,9 +141,9 @@ def automatic_comparisons(config: dict) -> list[dict]:
     return out
 
 
-def network_problems(study: StudyPlan, workdir: str | Path = ".") -> list[str]:
+def network_problems(study: StudyPlan, cells_per_job: str, workdir: str | Path = ".") -> list[str]:
     """What cannot be fetched from here although this run needs it: hub models not yet downloaded and lm-eval
-    tasks with cells still to compute (checked when a run starts, so dry runs and finished studies need no
+    tasks with evaluation jobs still to run (checked when a run starts, so dry runs and finished studies need no
     network)."""
     from emergence.models.hub import check_hub_reachable
 
@@ -141,9 +152,8 @@ def network_problems(study: StudyPlan, workdir: str | Path = ".") -> list[str]:
     if any(run["source"] == "hf" and not (workdir / layout.model_run(key)).exists()
            for key, run in study.runs.items()):
         problems += filter(None, [check_hub_reachable()])
-    pending = {task for run, task, strategy in study.cells()  # per-cell files, or inside a run's cell set
-               if not (workdir / layout.cell_file(layout.run_cells(run), task, strategy)).exists()
-               and not any((workdir / layout.run_cells(run)).glob(layout.cell_file("cells-*", task, strategy)))}
+    pending = {task for (run, job), cells in study.evaluation_jobs(cells_per_job).items()
+               if not (workdir / layout.evaluation_job(run, job)).exists() for task, _ in cells}
     for key in sorted(pending):
         spec = study.tasks[key]
         if spec["kind"] == "lm_eval":

@@ -1,7 +1,7 @@
 rule aggregate:
     """All cells of the study -> samples.parquet and cells.parquet (bootstrap intervals, model metadata)."""
     input:
-        cells=cell_files(),
+        cells=evaluation_outputs(),
         models=run_dirs(),
         tasks=task_dirs(),
     output:

@@ -7,7 +7,7 @@ from snakemake.utils import min_version, validate
 from emergence import layout
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
-from emergence.study import keyed, network_problems, plan_study
+from emergence.study import network_problems, plan_study
 
 min_version("9.0")
 
@@ -18,6 +18,7 @@ check_config(config)
 validate(config, str(SCHEMA_PATH))
 
 PLAN = plan_study(config, workflow.basedir)
+EVALUATION_JOBS = PLAN.evaluation_jobs(config["evaluation"]["cells_per_job"])
 STUDY_DIR = layout.study_dir(PLAN.study)
 VERSION_DIR = layout.version_dir(PLAN.study, PLAN.version)
 # BIG-bench data is cached by the archive's checksum: another archive never mixes with the pinned one.
@@ -53,21 +54,9 @@ def task_dirs():
     return [layout.task(task) for task in PLAN.tasks]
 
 
-def run_cells(run):
-    """(task key, strategy key) of every cell of one run."""
-    return [(task, strategy) for r, task, strategy in PLAN.cells() if r == run]
-
-
-def cellset(run):
-    """The folder of a run's cells under `cells_per_job: run`: named by the set, so another set is another job."""
-    return keyed("cells", run_cells(run))
-
-
-def cell_files():
-    """Per-cell Parquet files, or under `cells_per_job: run` one folder per run holding them."""
-    if config["evaluation"]["cells_per_job"] == "run":
-        return [layout.cell_set(run, cellset(run)) for run in PLAN.runs]
-    return [layout.cell_file(layout.run_cells(run), task, strategy) for run, task, strategy in PLAN.cells()]
+def evaluation_outputs():
+    """One folder per evaluation job, holding its cells' Parquet files."""
+    return [layout.evaluation_job(run, job) for run, job in EVALUATION_JOBS]
 
 
 def task_figures():
@@ -99,7 +88,7 @@ def final_outputs():
 
 def check_network():
     """Before any job runs (not on dry runs): hub models and hub datasets this run needs must be reachable."""
-    if problems := network_problems(PLAN):
+    if problems := network_problems(PLAN, config["evaluation"]["cells_per_job"]):
         raise WorkflowError("Cannot start:\n  - " + "\n  - ".join(problems))
 
 

@@ -1,19 +1,28 @@
 rule evaluate:
-    """Every checkpoint of one run on one task with one strategy: per-sample Parquet."""
+    """One evaluation job: every checkpoint of one run on the job's cells (task x strategy), each checkpoint loaded
+    once. `evaluation.cells_per_job` makes a job one cell or every cell of the run."""
     input:
         model=layout.model_run("{run}"),
-        task=layout.task("{task}"),
+        tasks=lambda wc: sorted({layout.task(task) for task, _ in EVALUATION_JOBS[wc.run, wc.job]}),
     output:
-        samples=layout.cell_file(layout.run_cells("{run}"), "{task}", "{strategy}"),
+        cells=directory(layout.evaluation_job("{run}", "{job}")),
     log:
-        layout.log("evaluate", "{run}/{task}/{strategy}"),
+        layout.log("evaluate", "{run}/{job}"),
     params:
-        strategy=lambda wc: PLAN.strategies[wc.strategy],
+        cells=lambda wc: [(layout.task(task), PLAN.strategies[strategy],
+                           layout.cell_file(layout.evaluation_job(wc.run, wc.job), task, strategy))
+                          for task, strategy in EVALUATION_JOBS[wc.run, wc.job]],
+        listing=lambda wc: ", ".join(f"{PLAN.tasks[task]['task']} x {PLAN.strategies[strategy]['name']}"
+                                     for task, strategy in EVALUATION_JOBS[wc.run, wc.job]),
         batch_size=config["evaluation"]["batch_size"],
         backend=config["evaluation"]["backend"],
         device=config["evaluation"]["device"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
+    wildcard_constraints:
+        job=r"cells-[0-9a-f]{8}",
+    message:
+        "Evaluating every checkpoint of {wildcards.run} on {params.listing}"
     threads: config["threads"]["evaluate"]
     resources:
         mem_mb=config["evaluation"]["mem_mb"],
@@ -22,38 +31,3 @@ rule evaluate:
         "../envs/emergence.yaml"
     script:
         "../scripts/evaluate.py"
-
-
-rule evaluate_run:
-    """Every cell of one run in one job, each checkpoint loaded once (`evaluation.cells_per_job: run`)."""
-    input:
-        model=layout.model_run("{run}"),
-        tasks=lambda wc: sorted({layout.task(task) for task, _ in run_cells(wc.run)}),
-    output:
-        cells=directory(layout.cell_set("{run}", "{cellset}")),
-    log:
-        layout.log("evaluate_run", "{run}/{cellset}"),
-    params:
-        cells=lambda wc: [(layout.task(task), PLAN.strategies[strategy],
-                           layout.cell_file(layout.cell_set(wc.run, wc.cellset), task, strategy))
-                          for task, strategy in run_cells(wc.run)],
-        n_cells=lambda wc: len(run_cells(wc.run)),
-        listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"
-                                     for t, s in run_cells(wc.run)),
-        batch_size=config["evaluation"]["batch_size"],
-        backend=config["evaluation"]["backend"],
-        device=config["evaluation"]["device"],
-        limit=config["evaluation"]["limit"],
-        seed=config["evaluation"]["seed"],
-    wildcard_constraints:
-        cellset=r"cells-[0-9a-f]{8}",
-    message:
-        "Evaluating every checkpoint of {wildcards.run} on {params.n_cells} cells (task x strategy): {params.listing}"
-    threads: config["threads"]["evaluate"]
-    resources:
-        mem_mb=config["evaluation"]["mem_mb"],
-        gpu=config["evaluation"]["gpus"],
-    conda:
-        "../envs/emergence.yaml"
-    script:
-        "../scripts/evaluate_run.py"
