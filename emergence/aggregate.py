@@ -9,13 +9,10 @@ import numpy as np
 import pandas as pd
 
 from emergence import metrics
-from emergence.evaluate import checkpoint_dirs
 from emergence.io import atomic_path, read_json
+from emergence.models.modeldir import SCALE_KEYS, checkpoint_dirs, read_metadata
 
-MODEL_COLUMNS = [
-    "family", "run", "params", "nonembedding_params", "train_tokens", "train_flops", "checkpoint_step",
-    "final_checkpoint", "seed", "heldout_loss",
-]
+MODEL_COLUMNS = list(SCALE_KEYS)
 
 
 def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
@@ -23,7 +20,7 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
     rows = []
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
-            meta = read_json(model_dir / "model.json")
+            meta = read_metadata(model_dir)
             rows.append({"model": meta["model_id"], "model_dir": str(model_dir),
                          **{c: meta.get(c) for c in MODEL_COLUMNS}})
     return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ from scipy.special import softmax
 
 from emergence import metrics
 from emergence.io import atomic_path, read_json
+from emergence.models.modeldir import checkpoint_dirs, read_metadata
 from emergence.strategies import Strategy
 from emergence.tasks import catalog
 from emergence.tasks.views import validate_task_dir, write_views
@@ -44,17 +45,6 @@ def pick_device(device: str = "auto") -> tuple[str, str]:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("evaluation.device is cuda but no CUDA device is visible; use auto or cpu")
     return (device, "bfloat16" if device == "cuda" else "float32")
-
-
-def checkpoint_dirs(model_root: str | Path) -> list[Path]:
-    """The model directories under a run directory (each holds `model.json`), in training order."""
-    root = Path(model_root)
-    if (root / "model.json").exists():
-        return [root]
-    dirs = [d for d in root.iterdir() if (d / "model.json").exists()]
-    if not dirs:
-        raise FileNotFoundError(f"no model directory (with model.json) under {root}")
-    return sorted(dirs, key=lambda d: read_json(d / "model.json").get("checkpoint_step") or 0)
 
 
 @dataclass(frozen=True)
@@ -107,7 +97,7 @@ def evaluate_run(
             prepared[cell] = (task_meta, views, TaskManager(include_path=views_dir, include_defaults=False),
                               list(views.values()))
         for model_dir in checkpoint_dirs(model_root):
-            model_meta = read_json(model_dir / "model.json")
+            model_meta = read_metadata(model_dir)
             lm = load_lm(model_dir, batch_size, backend, device)
             for cell, (task_meta, views, task_manager, task_names) in prepared.items():
                 strategy = cell.strategy

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from emergence.evaluate import checkpoint_dirs
 from emergence.io import atomic_path, read_json, write_json
+from emergence.models.modeldir import checkpoint_dirs, read_metadata
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "snakemake", "pandas", "pyarrow", "numpy", "scipy",
             "matplotlib", "datasets")
@@ -53,7 +53,7 @@ def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, v
     models = {}
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
-            meta = read_json(model_dir / "model.json")
+            meta = read_metadata(model_dir)
             models[meta["model_id"]] = meta
     manifest = {
         "study": config["study"],

@@ -14,7 +14,6 @@ import math
 import struct
 from pathlib import Path
 
-from emergence.io import sha256_file
 
 CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"
@@ -312,17 +311,3 @@ def file_digests(path: str | Path, chunk: int = 1 << 20) -> tuple[str, str, int]
             sha256.update(block)
             git.update(block)
     return sha256.hexdigest(), git.hexdigest(), size
-
-
-def verify_model_files(model_dir: str | Path) -> None:
-    """Compare every file `model.json` lists with its recorded sha256; raise ChecksumError naming the first bad one."""
-    model_dir = Path(model_dir)
-    meta = json.loads((model_dir / "model.json").read_text())
-    for name, expected in sorted(meta.get("files", {}).items()):
-        path = model_dir / name
-        actual = sha256_file(path) if path.exists() else "missing"
-        if actual != expected:
-            raise ChecksumError(
-                f"{path}: sha256 {actual}, model.json records {expected}. The model directory was changed or "
-                f"damaged after it was written; delete {model_dir} and let the pipeline fetch it again."
-            )
