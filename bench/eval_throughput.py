@@ -9,8 +9,9 @@ On CPU the models are ladder GPT-2s (float32), freshly initialised: width 128 (t
 192. On CUDA they are GPT-NeoX models shaped like Pythia-160M and Pythia-1B, randomly initialised from their
 configs in bfloat16 (nothing is downloaded), with a byte-level BPE like Pythia's (`--tokenizer bpe`, the default
 there: Pythia's own cannot be downloaded here, so one is trained on the requests' text; numbers become a few
-tokens, as in GPT-NeoX's vocabulary) or the ladder's character tokenizer (`--tokenizer char`). Every backend is warmed up first; the table reports the best of
-`--repeats` interleaved runs (this machine's CPUs are shared). The last line is the speedup on the first model:
+tokens, as in GPT-NeoX's vocabulary) or the ladder's character tokenizer (`--tokenizer char`). Every backend is
+warmed up first; the table reports the best of `--repeats` interleaved runs (this machine's CPUs are shared).
+The last line is the speedup on the first model:
 
     speedup_vs_lm_eval: <emergence tokens/s / HFLM tokens/s>
 """

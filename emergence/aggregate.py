@@ -28,7 +28,7 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
 
 def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> np.ndarray:
     """Edit distance between the extracted and the gold answer's tokens, with each model's own tokenizer."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy (seconds); the table rules import this module without it
 
     out = np.zeros(len(samples), dtype=np.int64)
     for model, index in samples.groupby("model").groups.items():

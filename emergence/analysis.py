@@ -14,6 +14,8 @@ import pandas as pd
 from scipy import stats as scipy_stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from emergence.io import atomic_path
+
 # metric -> higher is better. The paper's metrics (exact match, multiple-choice grade, BLEU) beside the continuous
 # ones of the same samples; metrics a task does not define are NaN in its cells and skipped.
 METRICS = {"exact_match": True, "mc_grade": True, "bleu": True, "target_ce_per_token": False,
@@ -237,8 +239,6 @@ def pl_deviation(cells: pd.DataFrame) -> pd.DataFrame:
 
 def write_emergence_tables(cells_path, csv_out, md_out, tex_out, pl_out, *, margin: float) -> pd.DataFrame:
     """Table-1 analogue as CSV, Markdown and LaTeX, and the per-cell p^L deviations as CSV."""
-    from emergence.io import atomic_path
-
     cells = pd.read_parquet(cells_path)
     table = emergence_table(cells, margin=margin)
     with atomic_path(csv_out) as tmp:
@@ -299,8 +299,6 @@ def augmentation_table(cells: pd.DataFrame, comparisons: list[dict], metric: str
 
 def write_augmentation(cells_path, comparisons: list[dict], csv_out, md_out) -> pd.DataFrame:
     """The augmentation table as CSV and Markdown."""
-    from emergence.io import atomic_path
-
     table = augmentation_table(pd.read_parquet(cells_path), comparisons)
     with atomic_path(csv_out) as tmp:
         table.to_csv(tmp, index=False)

@@ -16,8 +16,10 @@ import yaml
 
 from emergence import layout
 from emergence.ladder import data
+from emergence.models.families import suites
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
+from emergence.tasks.views import P_TRUE_QUERY, strategy_fields
 
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
 
@@ -193,8 +195,6 @@ def _semantic_problems(config: dict) -> list[str]:
 
 def _external_family_problems(i: int, family: dict) -> list[str]:
     """A hub or local family names real models: a suite's sizes, members with a repo (hf) or a path (local)."""
-    from emergence.models.families import suites
-
     where, source = f"models[{i}] ({family['name']})", family["source"]
     problems = []
     if source == "local" and (family.get("suite") or family.get("revisions")):
@@ -224,8 +224,6 @@ def _external_family_problems(i: int, family: dict) -> list[str]:
 
 def _strategy_problems(config: dict, strategy, kinds: dict) -> list[str]:
     """Can `strategy` run on every configured task (fields, few-shot pool, ladder context)?"""
-    from emergence.tasks.views import strategy_fields
-
     problems, name = [], strategy.name
     for task, kind in kinds.items():
         if kind == "lm_eval":
@@ -282,8 +280,6 @@ def task_fields(task: str, kind: str = "arithmetic") -> list[str]:
 def ladder_context_tokens(task: str, strategy) -> int:
     """The longest prompt plus generation of `strategy` on an arithmetic task, in ladder (character) tokens:
     instruction, k exemplars, the query and max_gen_toks (lm-eval silently cuts prompts that do not fit)."""
-    from emergence.tasks.views import P_TRUE_QUERY
-
     op = data.OPERATIONS[task]
     top = op.operand_range()[1] - 1
     question = op.question(top, top)

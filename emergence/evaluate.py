@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from lm_eval import simple_evaluate
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
 from scipy.special import softmax
 
 from emergence import metrics
+from emergence.backend import FastLM
 from emergence.io import atomic_path, read_json
 from emergence.models.modeldir import checkpoint_dirs, read_metadata
 from emergence.strategies import Strategy
@@ -38,8 +43,6 @@ SAMPLE_COLUMNS = [
 
 def pick_device(device: str = "auto") -> tuple[str, str]:
     """`auto`: CUDA with bf16 when a GPU is present, else CPU with float32; `cpu`/`cuda` force one."""
-    import torch
-
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -75,10 +78,6 @@ def evaluate_run(
 ) -> list[pd.DataFrame]:
     """Every checkpoint under `model_root` on every cell, loading each checkpoint once (for large models the load
     costs more than a cell); each cell's rows are written to its own Parquet file when all checkpoints are done."""
-    import torch
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
     torch.set_num_threads(threads)
     frames = {cell: [] for cell in cells}
     with contextlib.ExitStack() as stack:
@@ -133,11 +132,7 @@ def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence", 
     `hf` is lm-eval's stock HFLM, kept for comparison."""
     device, dtype = pick_device(device)
     if backend == "emergence":
-        from emergence.backend import FastLM
-
         return FastLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size)
-    from lm_eval.models.huggingface import HFLM
-
     return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
                 batch_size=batch_size)
 
@@ -195,11 +190,11 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
                "bleu": metrics.sentence_bleu(answer, targets), "target_logprob": np.nan, "target_tokens": np.nan,
                "is_greedy": None}
         if ll is not None:
-            l = ll[doc_id]
-            ll_context, continuation = l["arguments"][0]
+            scored = ll[doc_id]
+            ll_context, continuation = scored["arguments"][0]
             if ll_context != context:
                 raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
-            logprob, is_greedy = l["resps"][0][0]
+            logprob, is_greedy = scored["resps"][0][0]
             row.update(completion=continuation.strip(), target_logprob=float(logprob), is_greedy=bool(is_greedy),
                        target_tokens=len(lm._encode_pair(context, continuation)[1]))
         rows.append(row)

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from emergence.analysis import CHANCE_BOUNDED, scale_points, select_points  # noqa: E402
+
 STYLE = {
     "figure.dpi": 150,
     "font.size": 9,
@@ -59,8 +61,6 @@ def scaling_figure(cells: pd.DataFrame, task: str, png: str | Path, pdf: str | P
     spread over seeds); small hollow markers are intermediate checkpoints, so the training-time axis is visible
     too. The dashed line is the task's random baseline.
     """
-    from emergence.analysis import scale_points
-
     sub = cells[cells.task == task]
     points = scale_points(sub)
     with plt.rc_context(STYLE):
@@ -125,8 +125,6 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
     """A Figure-2-style grid: one panel per task, `metric` against `x` over model sizes (seed means; shaded:
     spread over seeds), one line per family (and strategy), dashed random baseline for exact match, and a
     dotted vertical line at the emergence scale of each line that emerged."""
-    from emergence.analysis import CHANCE_BOUNDED, scale_points
-
     if metric not in METRIC_LABELS or x not in AXES:
         raise ValueError(f"unknown grid {metric!r} vs {x!r}; metrics: {', '.join(METRIC_LABELS)}; "
                          f"axes: {', '.join(AXES)}")
@@ -167,8 +165,6 @@ def grid_figure(cells: pd.DataFrame, emergence: pd.DataFrame, metric: str, x: st
 def augmentation_figure(cells: pd.DataFrame, table: pd.DataFrame, comparisons: list[dict], png, pdf) -> None:
     """A Figure-3-style plot: for each augmented strategy (and task), exact match against training FLOPs with and
     without it (seed means; shaded: spread over seeds); the dotted line marks the scale from which it helps."""
-    from emergence.analysis import scale_points, select_points
-
     points = scale_points(cells)
     panels = list(table.groupby(["comparison", "task"], sort=False))
     with plt.rc_context(STYLE):

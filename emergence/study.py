@@ -13,13 +13,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emergence import layout
 from emergence.codeversion import stage_versions
 from emergence.config import task_settings
-from emergence import layout
 from emergence.ladder import plan
 from emergence.models.families import external_runs
+from emergence.models.hub import check_hub_reachable
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
+
 
 def short_hash(obj, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -145,8 +147,6 @@ def network_problems(study: StudyPlan, cells_per_job: str, workdir: str | Path =
     """What cannot be fetched from here although this run needs it: hub models not yet downloaded and lm-eval
     tasks with evaluation jobs still to run (checked when a run starts, so dry runs and finished studies need no
     network)."""
-    from emergence.models.hub import check_hub_reachable
-
     workdir = Path(workdir)
     problems = []
     if any(run["source"] == "hf" and not (workdir / layout.model_run(key)).exists()

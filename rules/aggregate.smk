@@ -9,13 +9,13 @@ rule aggregate:
         cells=f"{VERSION_DIR}/cells.parquet",
     log:
         f"{VERSION_DIR}/logs/aggregate.log",
+    conda:
+        "../envs/emergence.yaml"
+    resources:
+        mem_mb=2000,
     params:
         n_resamples=config["analysis"]["bootstrap_samples"],
         seed=config["analysis"]["seed"],
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -31,13 +31,13 @@ rule manifest:
         config=f"{VERSION_DIR}/config.yaml",
     log:
         f"{VERSION_DIR}/logs/manifest.log",
+    conda:
+        "../envs/emergence.yaml"
     params:
         config=config,
         version=PLAN.version,
         code_hash=PLAN.code_hash,
         code_versions=PLAN.code_versions,
         basedir=workflow.basedir,
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/manifest.py"

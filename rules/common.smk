@@ -64,8 +64,14 @@ def task_figures():
     return [f"{VERSION_DIR}/figures/scaling_{name}.{ext}" for name in sorted(names) for ext in ("png", "pdf")]
 
 
-GRIDS = [("paper", "train_flops"), ("exact_match", "train_flops"), ("target_ce_per_token", "train_flops"),
-         ("token_edit_distance", "train_flops"), ("exact_match", "params"), ("exact_match", "heldout_loss")]
+GRIDS = [
+    ("paper", "train_flops"),
+    ("exact_match", "train_flops"),
+    ("target_ce_per_token", "train_flops"),
+    ("token_edit_distance", "train_flops"),
+    ("exact_match", "params"),
+    ("exact_match", "heldout_loss"),
+]
 
 
 def final_outputs():
@@ -81,8 +87,11 @@ def final_outputs():
         f"{VERSION_DIR}/figures/pl_check.png",
         f"{VERSION_DIR}/figures/pl_check.pdf",
         *task_figures(),
-        *([f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
-          if PLAN.comparisons else []),
+        *(
+            [f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
+            if PLAN.comparisons
+            else []
+        ),
     ]
 
 

@@ -4,15 +4,15 @@ rule train_ladder:
         run=directory(layout.model_run("{run}")),
     log:
         layout.log("train_ladder", "{run}"),
-    params:
-        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     wildcard_constraints:
         run=escaped(runs_from("ladder")),
+    conda:
+        "../envs/emergence.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/emergence.yaml"
+    params:
+        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     script:
         "../scripts/train_ladder.py"
 
@@ -23,13 +23,13 @@ rule fetch_model:
         run=directory(layout.model_run("{run}")),
     log:
         layout.log("fetch_model", "{run}"),
-    params:
-        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     wildcard_constraints:
         run=escaped(runs_from("hf", "local")),
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     script:
         "../scripts/fetch_model.py"

@@ -4,13 +4,13 @@ rule bigbench_archive:
         archive=BIGBENCH_ARCHIVE,
     log:
         layout.log("bigbench_archive", PLAN.bigbench_release),
+    conda:
+        "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
     params:
         url=config["bigbench"]["archive_url"],
         sha256=config["bigbench"]["archive_sha256"],
-    resources:
-        mem_mb=500,
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/fetch_bigbench.py"
 
@@ -23,12 +23,12 @@ rule bigbench_task:
         task=directory(layout.bigbench_task(PLAN.bigbench_release, "{parent}")),
     log:
         layout.log("bigbench_task", "{parent}"),
-    params:
-        sha256=config["bigbench"]["archive_sha256"],
-    resources:
-        mem_mb=500,
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
+    params:
+        sha256=config["bigbench"]["archive_sha256"],
     script:
         "../scripts/extract_bigbench.py"
 
@@ -42,11 +42,11 @@ rule make_task:
         task=directory(layout.task("{task}")),
     log:
         layout.log("make_task", "{task}"),
-    params:
-        spec=lambda wc: PLAN.tasks[wc.task],
-    resources:
-        mem_mb=500,
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
+    params:
+        spec=lambda wc: PLAN.tasks[wc.task],
     script:
         "../scripts/make_task.py"

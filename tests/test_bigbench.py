@@ -3,10 +3,10 @@ conversion in BIG-bench's own formatting, per-choice and generative scoring on a
 by name, and the workflow on fixture excerpts (tests/fixtures/bigbench; the real archive is never downloaded)."""
 
 import copy
-import re
 import hashlib
 import http.server
 import json
+import re
 import tarfile
 import threading
 

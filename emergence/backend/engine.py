@@ -117,8 +117,8 @@ class Engine:
             kv = [hidden.new_empty(gpt2.kv_shape(self._base, 1, 8)) for _ in range(2)]
             inner, _ = self._base_forward(ids, skip_last=True)
             one = torch.ones(1, dtype=torch.long, device=self._device)
-            final = gpt2.finish_last_block(self._base, inner, *kv, torch.zeros(1, 0, dtype=torch.bool, device=self._device),
-                                            0 * one, 8 * one)
+            final = gpt2.finish_last_block(self._base, inner, *kv,
+                                           torch.zeros(1, 0, dtype=torch.bool, device=self._device), 0 * one, 8 * one)
             self.partial_last = close(final[0], hidden[0])
 
     def _rows_for(self, padded_len: int, budget_scale: int = 1) -> int:
@@ -192,8 +192,8 @@ class Engine:
                 return
             hidden, _ = self.forward_fn(ids.to(self._device), skip_last=True)  # the last block's input
             shape = gpt2.kv_shape(self._base, len(batch), ids.shape[1])
-            final = gpt2.finish_last_block(self._base, 
-                hidden, scratch.get("k", shape, hidden), scratch.get("v", shape, hidden),
+            final = gpt2.finish_last_block(
+                self._base, hidden, scratch.get("k", shape, hidden), scratch.get("v", shape, hidden),
                 torch.zeros(len(batch), 0, dtype=torch.bool, device=self._device),
                 torch.from_numpy(start).to(self._device), torch.from_numpy(n_scored[batch]).to(self._device))
             outputs.append(self._score_hidden(final, batch, rows, np.zeros(len(batch), dtype=np.int64)))
@@ -305,8 +305,8 @@ class Engine:
             if self.partial_last:  # the last layer's cache holds the prefix; the block itself never ran
                 last = cache.layers[-1]
                 hidden = gpt2.finish_last_block(self._base, hidden, last.buffer_k, last.buffer_v, mask[:, :width],
-                                                 torch.from_numpy(start).to(self._device),
-                                                 torch.from_numpy(n_scored[batch]).to(self._device))
+                                                torch.from_numpy(start).to(self._device),
+                                                torch.from_numpy(n_scored[batch]).to(self._device))
                 start = np.zeros(len(batch), dtype=np.int64)
             outputs.append(self._score_hidden(hidden, batch, rows, start))
 
@@ -352,8 +352,8 @@ class Engine:
                 layer = cache.layers[-1]
                 shape = gpt2.kv_shape(self._base, n_rows, width + max_new)
                 layer.buffer_k, layer.buffer_v = scratch.get("k", shape, hidden), scratch.get("v", shape, hidden)
-                last = gpt2.finish_last_block(self._base, 
-                    hidden, layer.buffer_k[:, :, :width], layer.buffer_v[:, :, :width],
+                last = gpt2.finish_last_block(
+                    self._base, hidden, layer.buffer_k[:, :, :width], layer.buffer_v[:, :, :width],
                     torch.zeros(n_rows, 0, dtype=torch.bool, device=self._device), lengths_t - 1,
                     torch.ones_like(lengths_t))[:, 0]  # [B, d]
                 layer.fill_to(width)

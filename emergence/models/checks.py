@@ -14,7 +14,6 @@ import math
 import struct
 from pathlib import Path
 
-
 CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"
 TOKENIZER_FILES = (
@@ -152,7 +151,7 @@ def safetensors_header(path: str | Path) -> dict[str, dict]:
 
 def _bin_shapes(path: Path) -> dict[str, dict]:
     """Tensor shapes of a pytorch_model.bin, memory-mapped (no tensor data is read)."""
-    import torch
+    import torch  # heavy; only pytorch_model.bin needs it, and the Snakefile imports these checks
 
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
@@ -227,7 +226,7 @@ def tokenizer_size(model_dir: Path) -> int:
         return max(base, extra, _max_id_plus_one(added.values()))
     if (model_dir / "vocab.json").exists():
         return max(_max_id_plus_one(read("vocab.json").values()), _max_id_plus_one(added.values()))
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy; only tokenizers without a JSON vocabulary need it
 
     try:
         return len(AutoTokenizer.from_pretrained(str(model_dir)))

@@ -101,7 +101,7 @@ def unreachable_reason(endpoint: str | None = None, timeout: float = 3) -> tuple
     """(endpoint, why it cannot be reached or None when it answers with any HTTP status)."""
     hf = _hub()
     endpoint = (endpoint or hf.constants.ENDPOINT).rstrip("/")
-    import httpx2
+    import httpx2  # late, as huggingface_hub (see _hub)
 
     try:
         hf.utils.get_session().head(endpoint + "/", timeout=timeout)
@@ -149,7 +149,7 @@ def _revision_message(api, repo_id: str, revision: str, endpoint: str) -> str:
 def _resolve_online(repo_id, revision, endpoint, token):
     """(commit, {file: Expected}) from the hub; raises ModelSourceError subclasses with fixes."""
     hf = _hub()
-    from huggingface_hub.errors import (
+    from huggingface_hub.errors import (  # late: see _hub
         GatedRepoError,
         HfHubHTTPError,
         OfflineModeIsEnabled,
@@ -227,8 +227,8 @@ def resolve_revision(repo_id: str, revision: str = "main", *, endpoint: str | No
     the endpoint and the fixes.
     """
     hf = _hub()
-    import httpx2
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    import httpx2  # late, as huggingface_hub (see _hub)
+    from huggingface_hub.errors import OfflineModeIsEnabled  # late: see _hub
 
     endpoint = (endpoint or hf.constants.ENDPOINT).rstrip("/")
     cache_dir = str(cache_dir or hf.constants.HF_HUB_CACHE)
@@ -282,7 +282,7 @@ def _fetch_file(name, *, repo_id, commit, expected: Expected | None, dest: Path,
                 offline: bool) -> str:
     """Download (or reuse) one file pinned to `commit`, place it at `dest`, check it; return its sha256."""
     hf = _hub()
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # late: see _hub
 
     expected = expected or Expected()
     problem, cached = None, None
