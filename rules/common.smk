@@ -32,7 +32,6 @@ def escaped(names):
 wildcard_constraints:
     run=escaped(PLAN.runs),
     task=escaped(PLAN.tasks),
-    strategy=escaped(PLAN.strategies),
     parent=escaped({spec["parent"] for spec in PLAN.tasks.values() if "parent" in spec}),
 
 
