@@ -1,6 +1,7 @@
 # emergence: does an ability appear suddenly with scale, or only look sudden through its metric?
 # Default study: `snakemake --cores 2`. Another study: `snakemake --cores 2 --configfile presets/<name>.yaml`.
 
+
 configfile: "config.yaml"
 
 
@@ -14,9 +15,9 @@ include: "rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
 
 
 onstart:

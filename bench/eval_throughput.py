@@ -9,8 +9,9 @@ On CPU the models are ladder GPT-2s (float32), freshly initialised: width 128 (t
 192. On CUDA they are GPT-NeoX models shaped like Pythia-160M and Pythia-1B, randomly initialised from their
 configs in bfloat16 (nothing is downloaded), with a byte-level BPE like Pythia's (`--tokenizer bpe`, the default
 there: Pythia's own cannot be downloaded here, so one is trained on the requests' text; numbers become a few
-tokens, as in GPT-NeoX's vocabulary) or the ladder's character tokenizer (`--tokenizer char`). Every backend is warmed up first; the table reports the best of
-`--repeats` interleaved runs (this machine's CPUs are shared). The last line is the speedup on the first model:
+tokens, as in GPT-NeoX's vocabulary) or the ladder's character tokenizer (`--tokenizer char`). Every backend is
+warmed up first; the table reports the best of `--repeats` interleaved runs (this machine's CPUs are shared).
+The last line is the speedup on the first model:
 
     speedup_vs_lm_eval: <emergence tokens/s / HFLM tokens/s>
 """
@@ -136,24 +137,24 @@ def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, w
     if ablations:
         def variant(**settings):
             def run(reqs):
-                saved = {k: getattr(fast, k) for k in settings}
+                saved = {k: getattr(fast.engine, k) for k in settings}
                 for k, v in settings.items():
-                    setattr(fast, k, v)
+                    setattr(fast.engine, k, v)
                 try:
                     return fast.loglikelihood(reqs)
                 finally:
                     for k, v in saved.items():
-                        setattr(fast, k, v)
+                        setattr(fast.engine, k, v)
             return run
         runs["emergence, no prefix sharing"] = variant(min_shared_prefix=10**9)
-        if fast._partial_last:
-            runs["emergence, full last block"] = variant(_partial_last=False)
+        if fast.engine.partial_last:
+            runs["emergence, full last block"] = variant(partial_last=False)
         if unfused is not None:
             runs["emergence, unfused GELU"] = unfused.loglikelihood
         if device.type == "cuda":  # larger batches amortise kernel launches; prefix groups add launches
-            runs["emergence, 4x batch tokens"] = variant(batch_tokens=4 * fast.batch_tokens)
+            runs["emergence, 4x batch tokens"] = variant(batch_tokens=4 * fast.engine.batch_tokens)
             runs["emergence, no prefix sharing, 4x batch tokens"] = variant(min_shared_prefix=10**9,
-                                                                             batch_tokens=4 * fast.batch_tokens)
+                                                                             batch_tokens=4 * fast.engine.batch_tokens)
     runs["lm-eval HFLM"](requests[:warmup])  # warm-up (kernels, allocator, lazy imports), not timed
     fast.loglikelihood(requests[:warmup])
     Plain(hflm.model, sequences[:warmup], batch_size, device)(None)
@@ -170,8 +171,8 @@ def run_model(label, hflm, fast, device, dtype, requests, batch_size, repeats, w
     greedy = sum(a[1] == b[1] for a, b in zip(results["lm-eval HFLM"], results["emergence"]))
     fast.loglikelihood(requests)  # for its stats
     print(f"# {label}: max |log-likelihood difference| emergence vs HFLM {diff:.2e}; "
-          f"greedy flags equal {greedy}/{len(requests)}; emergence ran {fast.stats['tokens_run']:,} of "
-          f"{fast.stats['tokens']:,} input tokens ({fast.stats['groups']} shared prefixes)", flush=True)
+          f"greedy flags equal {greedy}/{len(requests)}; emergence ran {fast.engine.stats['tokens_run']:,} of "
+          f"{fast.engine.stats['tokens']:,} input tokens ({fast.engine.stats['groups']} shared prefixes)", flush=True)
     rows = []
     for name, ts in times.items():
         batch = fast.batch_size if name.startswith("emergence") else batch_size

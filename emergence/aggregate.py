@@ -9,13 +9,10 @@ import numpy as np
 import pandas as pd
 
 from emergence import metrics
-from emergence.evaluate import checkpoint_dirs
 from emergence.io import atomic_path, read_json
+from emergence.models.modeldir import SCALE_KEYS, checkpoint_dirs, read_metadata
 
-MODEL_COLUMNS = [
-    "family", "run", "params", "nonembedding_params", "train_tokens", "train_flops", "checkpoint_step",
-    "final_checkpoint", "seed", "heldout_loss",
-]
+MODEL_COLUMNS = list(SCALE_KEYS)
 
 
 def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
@@ -23,7 +20,7 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
     rows = []
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
-            meta = read_json(model_dir / "model.json")
+            meta = read_metadata(model_dir)
             rows.append({"model": meta["model_id"], "model_dir": str(model_dir),
                          # what the model is outside this study (a hub repository, a local folder): matched
                          # against published results of the same model
@@ -34,7 +31,7 @@ def model_table(model_roots: list[str | Path]) -> pd.DataFrame:
 
 def token_edit_distances(samples: pd.DataFrame, model_dirs: dict[str, str]) -> np.ndarray:
     """Edit distance between the extracted and the gold answer's tokens, with each model's own tokenizer."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy (seconds); the table rules import this module without it
 
     out = np.zeros(len(samples), dtype=np.int64)
     for model, index in samples.groupby("model").groups.items():

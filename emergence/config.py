@@ -14,16 +14,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from emergence import layout
 from emergence.ladder import data
+from emergence.models.families import suites
 from emergence.published.cells import family_problems as published_family_problems
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
+from emergence.tasks.views import P_TRUE_QUERY, strategy_fields
 
 SCHEMA_PATH = Path(str(resources.files("emergence") / "schemas" / "config.schema.yaml"))
-
-
-# Folders of results/ that hold shared, content-addressed data; a study's own folder is results/<study>/.
-RESERVED_STUDY_NAMES = ("cells", "data", "downloads", "logs", "models", "tasks")
 
 
 class ConfigError(ValueError):
@@ -139,9 +138,9 @@ def check_config(config: dict) -> dict:
 
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
-    if config["study"] in RESERVED_STUDY_NAMES:
-        problems.append(f"study {config['study']!r} would share results/{config['study']}/ with the pipeline's own "
-                        f"folder; choose another name (reserved: {', '.join(RESERVED_STUDY_NAMES)}).")
+    if config["study"] in layout.SHARED:
+        problems.append(f"study {config['study']!r} would share {layout.study_dir(config['study'])}/ with the "
+                        f"pipeline's own folder; choose another name (reserved: {', '.join(layout.SHARED)}).")
     names = [m["name"] for m in config["models"]]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"model family {name!r} is defined twice in models; give each family a unique name.")
@@ -210,8 +209,6 @@ def _semantic_problems(config: dict) -> list[str]:
 
 def _external_family_problems(i: int, family: dict) -> list[str]:
     """A hub or local family names real models: a suite's sizes, members with a repo (hf) or a path (local)."""
-    from emergence.models.families import suites
-
     where, source = f"models[{i}] ({family['name']})", family["source"]
     problems = []
     if source == "local" and (family.get("suite") or family.get("revisions")):
@@ -241,8 +238,6 @@ def _external_family_problems(i: int, family: dict) -> list[str]:
 
 def _strategy_problems(config: dict, strategy, kinds: dict) -> list[str]:
     """Can `strategy` run on every configured task (fields, few-shot pool, ladder context)?"""
-    from emergence.tasks.views import strategy_fields
-
     problems, name = [], strategy.name
     for task, kind in kinds.items():
         if kind == "lm_eval":
@@ -299,8 +294,6 @@ def task_fields(task: str, kind: str = "arithmetic") -> list[str]:
 def ladder_context_tokens(task: str, strategy) -> int:
     """The longest prompt plus generation of `strategy` on an arithmetic task, in ladder (character) tokens:
     instruction, k exemplars, the query and max_gen_toks (lm-eval silently cuts prompts that do not fit)."""
-    from emergence.tasks.views import P_TRUE_QUERY
-
     op = data.OPERATIONS[task]
     top = op.operand_range()[1] - 1
     question = op.question(top, top)

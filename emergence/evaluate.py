@@ -18,11 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
 from scipy.special import softmax
 
 from emergence import metrics
+from emergence.backend import FastLM
 from emergence.io import atomic_path, read_json
+from emergence.models.modeldir import checkpoint_dirs, read_metadata
 from emergence.strategies import Strategy
 from emergence.tasks import catalog
 from emergence.tasks.views import validate_task_dir, write_views
@@ -39,24 +45,11 @@ SAMPLE_COLUMNS = [
 
 def pick_device(device: str = "auto") -> tuple[str, str]:
     """`auto`: CUDA with bf16 when a GPU is present, else CPU with float32; `cpu`/`cuda` force one."""
-    import torch
-
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("evaluation.device is cuda but no CUDA device is visible; use auto or cpu")
     return (device, "bfloat16" if device == "cuda" else "float32")
-
-
-def checkpoint_dirs(model_root: str | Path) -> list[Path]:
-    """The model directories under a run directory (each holds `model.json`), in training order."""
-    root = Path(model_root)
-    if (root / "model.json").exists():
-        return [root]
-    dirs = [d for d in root.iterdir() if (d / "model.json").exists()]
-    if not dirs:
-        raise FileNotFoundError(f"no model directory (with model.json) under {root}")
-    return sorted(dirs, key=lambda d: read_json(d / "model.json").get("checkpoint_step") or 0)
 
 
 @dataclass(frozen=True)
@@ -87,10 +80,6 @@ def evaluate_run(
 ) -> list[pd.DataFrame]:
     """Every checkpoint under `model_root` on every cell, loading each checkpoint once (for large models the load
     costs more than a cell); each cell's rows are written to its own Parquet file when all checkpoints are done."""
-    import torch
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
     torch.set_num_threads(threads)
     frames = {cell: [] for cell in cells}
     with contextlib.ExitStack() as stack:
@@ -109,7 +98,7 @@ def evaluate_run(
             prepared[cell] = (task_meta, views, TaskManager(include_path=views_dir, include_defaults=False),
                               list(views.values()))
         for model_dir in checkpoint_dirs(model_root):
-            model_meta = read_json(model_dir / "model.json")
+            model_meta = read_metadata(model_dir)
             lm = load_lm(model_dir, batch_size, backend, device)
             for cell, (task_meta, views, task_manager, task_names) in prepared.items():
                 strategy = cell.strategy
@@ -145,11 +134,7 @@ def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence", 
     `hf` is lm-eval's stock HFLM, kept for comparison."""
     device, dtype = pick_device(device)
     if backend == "emergence":
-        from emergence.backend import FastLM
-
         return FastLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size)
-    from lm_eval.models.huggingface import HFLM
-
     return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
                 batch_size=batch_size)
 
@@ -213,11 +198,11 @@ def answer_frame(gen_samples: list[dict], ll_samples: list[dict] | None, lm) -> 
                "bleu": metrics.sentence_bleu(answer, targets), "target_logprob": np.nan, "target_tokens": np.nan,
                "is_greedy": None}
         if ll is not None:
-            l = ll[doc_id]
-            ll_context, continuation = l["arguments"][0]
+            scored = ll[doc_id]
+            ll_context, continuation = scored["arguments"][0]
             if ll_context != context:
                 raise RuntimeError(f"doc {doc_id}: the two views built different prompts (few-shot sampling differs)")
-            logprob, is_greedy = l["resps"][0][0]
+            logprob, is_greedy = scored["resps"][0][0]
             context_enc, continuation_enc = lm._encode_pair(context, continuation)
             row.update(completion=continuation.strip(), target_logprob=float(logprob), is_greedy=bool(is_greedy),
                        target_tokens=len(continuation_enc),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import sacrebleu
 from scipy import stats
 
 
@@ -115,8 +116,6 @@ def sentence_bleu(answer: str, targets: list[str]) -> float:
     BIG-bench scores translation-like tasks (IPA transliteration) by BLEU; per sample it is the continuous
     counterpart of exact match on long free-form answers (partly right words still score).
     """
-    import sacrebleu
-
     return float(sacrebleu.sentence_bleu(answer, targets).score)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from emergence.evaluate import checkpoint_dirs
 from emergence.io import atomic_path, read_json, write_json
+from emergence.models.modeldir import checkpoint_dirs, read_metadata
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "snakemake", "pandas", "pyarrow", "numpy", "scipy",
             "matplotlib", "datasets")
@@ -44,16 +44,17 @@ def git_commit(basedir: str | Path) -> str | None:
 
 
 def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, version: str, code_hash: str,
-                   basedir: str | Path, model_roots: list, task_dirs: list, published: dict | None = None) -> dict:
-    """Record what produced a version: config, code, packages, every model's metadata, every task's checksums,
-    the sha256 of every published family's result files.
+                   code_versions: dict, basedir: str | Path, model_roots: list, task_dirs: list,
+                   published: dict | None = None) -> dict:
+    """Record what produced a version: config, code (each stage's code version), packages, every model's
+    metadata, every task's checksums, the sha256 of every published family's result files.
 
     The effective config is also written as YAML: `--configfile <version>/config.yaml` reproduces the version.
     """
     models = {}
     for root in model_roots:
         for model_dir in checkpoint_dirs(root):
-            meta = read_json(model_dir / "model.json")
+            meta = read_metadata(model_dir)
             models[meta["model_id"]] = meta
     manifest = {
         "study": config["study"],
@@ -61,6 +62,7 @@ def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, v
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "code_hash": code_hash,
+        "code_versions": code_versions,
         "git_commit": git_commit(basedir),
         "packages": package_versions(),
         "models": models,

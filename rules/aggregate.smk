@@ -1,7 +1,7 @@
 rule aggregate:
     """All cells of the study -> samples.parquet and cells.parquet (bootstrap intervals, model metadata)."""
     input:
-        cells=cell_files(),
+        cells=evaluation_outputs(),
         models=run_dirs(),
         tasks=task_dirs(),
         published=published_files(),
@@ -10,13 +10,13 @@ rule aggregate:
         cells=f"{VERSION_DIR}/cells.parquet",
     log:
         f"{VERSION_DIR}/logs/aggregate.log",
+    conda:
+        "../envs/emergence.yaml"
+    resources:
+        mem_mb=2000,
     params:
         n_resamples=config["analysis"]["bootstrap_samples"],
         seed=config["analysis"]["seed"],
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -32,13 +32,14 @@ rule manifest:
         config=f"{VERSION_DIR}/config.yaml",
     log:
         f"{VERSION_DIR}/logs/manifest.log",
+    conda:
+        "../envs/emergence.yaml"
     params:
         config=config,
         version=PLAN.version,
         code_hash=PLAN.code_hash,
+        code_versions=PLAN.code_versions,
         basedir=workflow.basedir,
         published={name: spec["files"] for name, spec in PLAN.published.items()},
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/manifest.py"

@@ -3,8 +3,12 @@ rule scaling_figure:
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
     output:
-        png=report(f"{VERSION_DIR}/figures/scaling_{{name}}.png", caption="../report/scaling.rst",
-                   category="Scaling", labels={"task": "{name}"}),
+        png=report(
+            f"{VERSION_DIR}/figures/scaling_{{name}}.png",
+            caption="../report/scaling.rst",
+            category="Scaling",
+            labels={"task": "{name}"},
+        ),
         pdf=f"{VERSION_DIR}/figures/scaling_{{name}}.pdf",
     log:
         f"{VERSION_DIR}/logs/scaling_{{name}}.log",
@@ -44,8 +48,11 @@ rule cells_table:
         "../scripts/cells_table.py"
 
 
-ANALYSIS_PARAMS = {"margin": config["analysis"]["emergence_margin"],
-                   "n_resamples": config["analysis"]["bootstrap_samples"], "seed": config["analysis"]["seed"]}
+ANALYSIS_PARAMS = {
+    "margin": config["analysis"]["emergence_margin"],
+    "n_resamples": config["analysis"]["bootstrap_samples"],
+    "seed": config["analysis"]["seed"],
+}
 
 
 rule emergence_table:
@@ -57,14 +64,13 @@ rule emergence_table:
         csv=report(f"{VERSION_DIR}/tables/emergence.csv", caption="../report/emergence.rst", category="Tables"),
         md=f"{VERSION_DIR}/tables/emergence.md",
         tex=f"{VERSION_DIR}/tables/emergence.tex",
-        pl=report(f"{VERSION_DIR}/tables/pl_deviation.csv", caption="../report/pl_deviation.rst",
-                  category="Tables"),
+        pl=report(f"{VERSION_DIR}/tables/pl_deviation.csv", caption="../report/pl_deviation.rst", category="Tables"),
     log:
         f"{VERSION_DIR}/logs/emergence_table.log",
-    params:
-        **ANALYSIS_PARAMS,
     conda:
         "../envs/emergence.yaml"
+    params:
+        **ANALYSIS_PARAMS,
     script:
         "../scripts/emergence_table.py"
 
@@ -81,10 +87,10 @@ rule forecast:
         pdf=f"{VERSION_DIR}/figures/forecast.pdf",
     log:
         f"{VERSION_DIR}/logs/forecast.log",
-    params:
-        **ANALYSIS_PARAMS,
     conda:
         "../envs/emergence.yaml"
+    params:
+        **ANALYSIS_PARAMS,
     script:
         "../scripts/forecast.py"
 
@@ -95,8 +101,12 @@ rule grid_figure:
         cells=f"{VERSION_DIR}/cells.parquet",
         emergence=f"{VERSION_DIR}/tables/emergence.csv",
     output:
-        png=report(f"{VERSION_DIR}/figures/grid_{{metric}}_vs_{{axis}}.png", caption="../report/grid.rst",
-                   category="Emergence", labels={"metric": "{metric}", "x axis": "{axis}"}),
+        png=report(
+            f"{VERSION_DIR}/figures/grid_{{metric}}_vs_{{axis}}.png",
+            caption="../report/grid.rst",
+            category="Emergence",
+            labels={"metric": "{metric}", "x axis": "{axis}"},
+        ),
         pdf=f"{VERSION_DIR}/figures/grid_{{metric}}_vs_{{axis}}.pdf",
     log:
         f"{VERSION_DIR}/logs/grid_{{metric}}_vs_{{axis}}.log",
@@ -115,19 +125,25 @@ rule augmentation:
         cells=f"{VERSION_DIR}/cells.parquet",
         samples=f"{VERSION_DIR}/samples.parquet",
     output:
-        csv=report(f"{VERSION_DIR}/tables/augmentation.csv", caption="../report/augmentation_table.rst",
-                   category="Augmented prompting"),
+        csv=report(
+            f"{VERSION_DIR}/tables/augmentation.csv",
+            caption="../report/augmentation_table.rst",
+            category="Augmented prompting",
+        ),
         md=f"{VERSION_DIR}/tables/augmentation.md",
-        png=report(f"{VERSION_DIR}/figures/augmentation.png", caption="../report/augmentation.rst",
-                   category="Augmented prompting"),
+        png=report(
+            f"{VERSION_DIR}/figures/augmentation.png",
+            caption="../report/augmentation.rst",
+            category="Augmented prompting",
+        ),
         pdf=f"{VERSION_DIR}/figures/augmentation.pdf",
     log:
         f"{VERSION_DIR}/logs/augmentation.log",
+    conda:
+        "../envs/emergence.yaml"
     params:
         comparisons=PLAN.comparisons,
         n_resamples=config["analysis"]["bootstrap_samples"],
         seed=config["analysis"]["seed"],
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/augmentation.py"

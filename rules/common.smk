@@ -4,10 +4,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
+from emergence import layout
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
-from emergence.study import keyed, network_problems, plan_study
-from emergence.tasks import bigbench
+from emergence.study import network_problems, plan_study
 
 min_version("9.0")
 
@@ -18,13 +18,11 @@ check_config(config)
 validate(config, str(SCHEMA_PATH))
 
 PLAN = plan_study(config, workflow.basedir)
-STUDY_DIR = f"results/{PLAN.study}"
-VERSION_DIR = f"{STUDY_DIR}/{PLAN.version}"
-
+EVALUATION_JOBS = PLAN.evaluation_jobs(config["evaluation"]["cells_per_job"])
+STUDY_DIR = layout.study_dir(PLAN.study)
+VERSION_DIR = layout.version_dir(PLAN.study, PLAN.version)
 # BIG-bench data is cached by the archive's checksum: another archive never mixes with the pinned one.
-BIGBENCH_SHA8 = config["bigbench"]["archive_sha256"][:8]
-BIGBENCH_ARCHIVE = f"results/downloads/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}.tar.gz"
-BIGBENCH_DIR = f"results/data/bigbench-{bigbench.VERSION}-{BIGBENCH_SHA8}"
+BIGBENCH_ARCHIVE = layout.bigbench_archive(PLAN.bigbench_release)
 
 
 def escaped(names):
@@ -34,9 +32,8 @@ def escaped(names):
 wildcard_constraints:
     run=escaped(PLAN.runs),
     task=escaped(PLAN.tasks),
-    strategy=escaped(PLAN.strategies),
     family=escaped(PLAN.published),
-    parent=escaped({bigbench.parent_of(spec["task"]) for spec in PLAN.tasks.values() if spec["kind"] == "bigbench"}),
+    parent=escaped({spec["parent"] for spec in PLAN.tasks.values() if "parent" in spec}),
 
 
 def runs_from(*sources):
@@ -47,11 +44,11 @@ def task_source(wildcards):
     """A BIG-bench (sub)task is converted from its shipped copy or else its parent extracted from the archive;
     other tasks need no input."""
     spec = PLAN.tasks[wildcards.task]
-    if spec["kind"] != "bigbench":
+    if "parent" not in spec:
         return {}
-    if bigbench.is_shipped(spec["task"]):
-        return {"source": str(bigbench.shipped_source(spec["task"]))}
-    return {"source": f"{BIGBENCH_DIR}/{bigbench.parent_of(spec['task'])}"}
+    if spec["shipped"]:
+        return {"source": layout.shipped_bigbench_task(spec["parent"])}
+    return {"source": layout.bigbench_task(PLAN.bigbench_release, spec["parent"])}
 
 
 def published_files():
@@ -63,34 +60,29 @@ def published_outputs():
     """One line per published family (Figure 2 of real families); with own evaluations too, the overlay."""
     if not PLAN.published:
         return []
-    overlay = [f"{VERSION_DIR}/tables/published_overlay.csv", f"{VERSION_DIR}/figures/published_overlay.png",
-               f"{VERSION_DIR}/figures/published_overlay.pdf"] if PLAN.runs else []
+    overlay = (
+        [
+            f"{VERSION_DIR}/tables/published_overlay.csv",
+            f"{VERSION_DIR}/figures/published_overlay.png",
+            f"{VERSION_DIR}/figures/published_overlay.pdf",
+        ]
+        if PLAN.runs
+        else []
+    )
     return [f"{VERSION_DIR}/figures/published_families.png", f"{VERSION_DIR}/figures/published_families.pdf", *overlay]
 
 
 def run_dirs():
-    return [f"results/models/{run}" for run in PLAN.runs]
+    return [layout.model_run(run) for run in PLAN.runs]
 
 
 def task_dirs():
-    return [f"results/tasks/{task}" for task in PLAN.tasks]
+    return [layout.task(task) for task in PLAN.tasks]
 
 
-def run_cells(run):
-    """(task key, strategy key) of every cell of one run."""
-    return [(task, strategy) for r, task, strategy in PLAN.cells() if r == run]
-
-
-def cellset(run):
-    """The folder of a run's cells under `cells_per_job: run`: named by the set, so another set is another job."""
-    return keyed("cells", run_cells(run))
-
-
-def cell_files():
-    """Per-cell Parquet files, or under `cells_per_job: run` one folder per run holding them."""
-    if config["evaluation"]["cells_per_job"] == "run":
-        return [f"results/cells/{run}/{cellset(run)}" for run in PLAN.runs]
-    return [f"results/cells/{run}/{task}/{strategy}.parquet" for run, task, strategy in PLAN.cells()]
+def evaluation_outputs():
+    """One folder per evaluation job, holding its cells' Parquet files."""
+    return [layout.evaluation_job(run, job) for run, job in EVALUATION_JOBS]
 
 
 def task_figures():
@@ -98,8 +90,14 @@ def task_figures():
     return [f"{VERSION_DIR}/figures/scaling_{name}.{ext}" for name in sorted(names) for ext in ("png", "pdf")]
 
 
-GRIDS = [("paper", "train_flops"), ("exact_match", "train_flops"), ("target_ce_per_token", "train_flops"),
-         ("token_edit_distance", "train_flops"), ("exact_match", "params"), ("exact_match", "heldout_loss")]
+GRIDS = [
+    ("paper", "train_flops"),
+    ("exact_match", "train_flops"),
+    ("target_ce_per_token", "train_flops"),
+    ("token_edit_distance", "train_flops"),
+    ("exact_match", "params"),
+    ("exact_match", "heldout_loss"),
+]
 
 
 def final_outputs():
@@ -118,14 +116,17 @@ def final_outputs():
         f"{VERSION_DIR}/figures/pl_check.pdf",
         *task_figures(),
         *published_outputs(),
-        *([f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
-          if PLAN.comparisons else []),
+        *(
+            [f"{VERSION_DIR}/figures/augmentation.png", f"{VERSION_DIR}/tables/augmentation.csv"]
+            if PLAN.comparisons
+            else []
+        ),
     ]
 
 
 def check_network():
     """Before any job runs (not on dry runs): hub models and hub datasets this run needs must be reachable."""
-    if problems := network_problems(PLAN):
+    if problems := network_problems(PLAN, config["evaluation"]["cells_per_job"]):
         raise WorkflowError("Cannot start:\n  - " + "\n  - ".join(problems))
 
 

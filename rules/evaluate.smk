@@ -1,58 +1,40 @@
 rule evaluate:
-    """Every checkpoint of one run on one task with one strategy: per-sample Parquet."""
+    """One evaluation job: every checkpoint of one run on the job's cells (task x strategy), each checkpoint loaded
+    once. `evaluation.cells_per_job` makes a job one cell or every cell of the run."""
     input:
-        model="results/models/{run}",
-        task="results/tasks/{task}",
+        model=layout.model_run("{run}"),
+        tasks=lambda wc: sorted({layout.task(task) for task, _ in EVALUATION_JOBS[wc.run, wc.job]}),
     output:
-        samples="results/cells/{run}/{task}/{strategy}.parquet",
+        cells=directory(layout.evaluation_job("{run}", "{job}")),
     log:
-        "results/logs/evaluate/{run}/{task}/{strategy}.log",
+        layout.log("evaluate", "{run}/{job}"),
+    wildcard_constraints:
+        job=r"cells-[0-9a-f]{8}",
+    conda:
+        "../envs/emergence.yaml"
+    threads: config["threads"]["evaluate"]
+    resources:
+        mem_mb=config["evaluation"]["mem_mb"],
+        gpu=config["evaluation"]["gpus"],
     params:
-        strategy=lambda wc: PLAN.strategies[wc.strategy],
+        cells=lambda wc: [
+            (
+                layout.task(task),
+                PLAN.strategies[strategy],
+                layout.cell_file(layout.evaluation_job(wc.run, wc.job), task, strategy),
+            )
+            for task, strategy in EVALUATION_JOBS[wc.run, wc.job]
+        ],
+        listing=lambda wc: ", ".join(
+            f"{PLAN.tasks[task]['task']} x {PLAN.strategies[strategy]['name']}"
+            for task, strategy in EVALUATION_JOBS[wc.run, wc.job]
+        ),
         batch_size=config["evaluation"]["batch_size"],
         backend=config["evaluation"]["backend"],
         device=config["evaluation"]["device"],
         limit=config["evaluation"]["limit"],
         seed=config["evaluation"]["seed"],
-    threads: config["threads"]["evaluate"]
-    resources:
-        mem_mb=config["evaluation"]["mem_mb"],
-        gpu=config["evaluation"]["gpus"],
-    conda:
-        "../envs/emergence.yaml"
+    message:
+        "Evaluating every checkpoint of {wildcards.run} on {params.listing}"
     script:
         "../scripts/evaluate.py"
-
-
-rule evaluate_run:
-    """Every cell of one run in one job, each checkpoint loaded once (`evaluation.cells_per_job: run`)."""
-    input:
-        model="results/models/{run}",
-        tasks=lambda wc: sorted({f"results/tasks/{task}" for task, _ in run_cells(wc.run)}),
-    output:
-        cells=directory("results/cells/{run}/{cellset}"),
-    log:
-        "results/logs/evaluate_run/{run}/{cellset}.log",
-    params:
-        cells=lambda wc: [(f"results/tasks/{task}", task, PLAN.strategies[strategy], strategy)
-                          for task, strategy in run_cells(wc.run)],
-        n_cells=lambda wc: len(run_cells(wc.run)),
-        listing=lambda wc: ", ".join(f"{PLAN.tasks[t]['task']} x {PLAN.strategies[s]['name']}"
-                                     for t, s in run_cells(wc.run)),
-        batch_size=config["evaluation"]["batch_size"],
-        backend=config["evaluation"]["backend"],
-        device=config["evaluation"]["device"],
-        limit=config["evaluation"]["limit"],
-        seed=config["evaluation"]["seed"],
-    wildcard_constraints:
-        cellset=r"cells-[0-9a-f]{8}",
-    message:
-        "Evaluating every checkpoint of {wildcards.run} on {params.n_cells} cells (task x strategy): {params.listing}"
-    threads: config["threads"]["evaluate"]
-    resources:
-        mem_mb=config["evaluation"]["mem_mb"],
-        gpu=config["evaluation"]["gpus"],
-    conda:
-        "../envs/emergence.yaml"
-    script:
-        "../scripts/evaluate_run.py"

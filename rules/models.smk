@@ -1,18 +1,18 @@
 rule train_ladder:
     """Train one ladder run (one width and seed) and keep its log-spaced checkpoints."""
     output:
-        run=directory("results/models/{run}"),
+        run=directory(layout.model_run("{run}")),
     log:
-        "results/logs/train_ladder/{run}.log",
-    params:
-        settings=lambda wc: PLAN.runs[wc.run]["settings"],
+        layout.log("train_ladder", "{run}"),
     wildcard_constraints:
         run=escaped(runs_from("ladder")),
+    conda:
+        "../envs/emergence.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/emergence.yaml"
+    params:
+        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     script:
         "../scripts/train_ladder.py"
 
@@ -20,16 +20,16 @@ rule train_ladder:
 rule fetch_model:
     """One hub model (its revisions as checkpoints, pinned to commits, sha256-checked) or a local model directory."""
     output:
-        run=directory("results/models/{run}"),
+        run=directory(layout.model_run("{run}")),
     log:
-        "results/logs/fetch_model/{run}.log",
-    params:
-        settings=lambda wc: PLAN.runs[wc.run]["settings"],
+        layout.log("fetch_model", "{run}"),
     wildcard_constraints:
         run=escaped(runs_from("hf", "local")),
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        settings=lambda wc: PLAN.runs[wc.run]["settings"],
     script:
         "../scripts/fetch_model.py"

@@ -6,11 +6,11 @@ rule published_cells:
         cells=f"{VERSION_DIR}/published/{{family}}.parquet",
     log:
         f"{VERSION_DIR}/logs/published_{{family}}.log",
+    conda:
+        "../envs/emergence.yaml"
     params:
         family=lambda wc: PLAN.published[wc.family]["family"],
         strategies=config["strategies"],
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/published_cells.py"
 
@@ -20,8 +20,11 @@ rule published_families:
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
     output:
-        png=report(f"{VERSION_DIR}/figures/published_families.png", caption="../report/published_families.rst",
-                   category="Published results"),
+        png=report(
+            f"{VERSION_DIR}/figures/published_families.png",
+            caption="../report/published_families.rst",
+            category="Published results",
+        ),
         pdf=f"{VERSION_DIR}/figures/published_families.pdf",
     log:
         f"{VERSION_DIR}/logs/published_families.log",
@@ -36,8 +39,11 @@ rule published_overlay:
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
     output:
-        csv=report(f"{VERSION_DIR}/tables/published_overlay.csv", caption="../report/published_overlay.rst",
-                   category="Published results"),
+        csv=report(
+            f"{VERSION_DIR}/tables/published_overlay.csv",
+            caption="../report/published_overlay.rst",
+            category="Published results",
+        ),
         png=f"{VERSION_DIR}/figures/published_overlay.png",
         pdf=f"{VERSION_DIR}/figures/published_overlay.pdf",
     log:

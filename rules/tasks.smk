@@ -3,14 +3,14 @@ rule bigbench_archive:
     output:
         archive=BIGBENCH_ARCHIVE,
     log:
-        "results/logs/bigbench_archive.log",
+        layout.log("bigbench_archive", PLAN.bigbench_release),
+    conda:
+        "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
     params:
         url=config["bigbench"]["archive_url"],
         sha256=config["bigbench"]["archive_sha256"],
-    resources:
-        mem_mb=500,
-    conda:
-        "../envs/emergence.yaml"
     script:
         "../scripts/fetch_bigbench.py"
 
@@ -20,15 +20,15 @@ rule bigbench_task:
     input:
         archive=BIGBENCH_ARCHIVE,
     output:
-        task=directory(f"{BIGBENCH_DIR}/{{parent}}"),
+        task=directory(layout.bigbench_task(PLAN.bigbench_release, "{parent}")),
     log:
-        "results/logs/bigbench_task/{parent}.log",
-    params:
-        sha256=config["bigbench"]["archive_sha256"],
-    resources:
-        mem_mb=500,
+        layout.log("bigbench_task", "{parent}"),
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
+    params:
+        sha256=config["bigbench"]["archive_sha256"],
     script:
         "../scripts/extract_bigbench.py"
 
@@ -39,14 +39,14 @@ rule make_task:
     input:
         unpack(task_source),
     output:
-        task=directory("results/tasks/{task}"),
+        task=directory(layout.task("{task}")),
     log:
-        "results/logs/make_task/{task}.log",
-    params:
-        spec=lambda wc: PLAN.tasks[wc.task],
-    resources:
-        mem_mb=500,
+        layout.log("make_task", "{task}"),
     conda:
         "../envs/emergence.yaml"
+    resources:
+        mem_mb=500,
+    params:
+        spec=lambda wc: PLAN.tasks[wc.task],
     script:
         "../scripts/make_task.py"

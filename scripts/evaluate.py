@@ -1,17 +1,11 @@
-from emergence.evaluate import evaluate_cells
+from pathlib import Path
+
+from emergence.evaluate import Cell, evaluate_run
 from emergence.strategies import Strategy
 from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
-    evaluate_cells(
-        snakemake.input.model,
-        snakemake.input.task,
-        Strategy(**snakemake.params.strategy),
-        snakemake.output.samples,
-        batch_size=snakemake.params.batch_size,
-        backend=snakemake.params.backend,
-        device=snakemake.params.device,
-        seed=snakemake.params.seed,
-        threads=snakemake.threads,
-        limit=snakemake.params.limit,
-    )
+    params = snakemake.params
+    cells = [Cell(Path(task_dir), Strategy(**spec), Path(out)) for task_dir, spec, out in params.cells]
+    evaluate_run(snakemake.input.model, cells, batch_size=params.batch_size, backend=params.backend,
+                 device=params.device, seed=params.seed, threads=snakemake.threads, limit=params.limit)

@@ -8,6 +8,7 @@ with logged(snakemake.log[0]):
         config=snakemake.params.config,
         version=snakemake.params.version,
         code_hash=snakemake.params.code_hash,
+        code_versions=snakemake.params.code_versions,
         basedir=snakemake.params.basedir,
         model_roots=snakemake.input.models,
         task_dirs=snakemake.input.tasks,

@@ -75,7 +75,8 @@ def test_loglikelihood_matches_hflm(ladder, width):
         np.testing.assert_allclose([g for g, _ in got], [e for e, _ in expected], rtol=0, atol=TOL)
         assert [g for _, g in got] == [e for _, e in expected]
     # both shortcuts were really taken: shared prefixes, and the last GPT-2 block only at scored positions
-    assert lm.stats["groups"] >= 10 and lm.stats["tokens_run"] < 0.7 * lm.stats["tokens"] and lm._partial_last
+    stats = lm.engine.stats
+    assert stats["groups"] >= 10 and stats["tokens_run"] < 0.7 * stats["tokens"] and lm.engine.partial_last
     greedy = [e for _, e in expected]
     assert any(greedy) and not all(greedy)  # the flag is really exercised both ways
 
@@ -170,8 +171,8 @@ def test_out_of_memory_halves_the_batch_and_reruns_it(ladder, caplog):
     batch of 16 is retried at 8, then 4, and the results equal one-request-at-a-time results."""
     _, models = ladder
     lm = FastLM(pretrained=str(models[16]), device="cpu", batch_size=16)
-    lm.min_shared_prefix = 10**9  # every row in plain batches of 16
-    real_forward, seen = lm.forward_fn, []
+    lm.engine.min_shared_prefix = 10**9  # every row in plain batches of 16
+    real_forward, seen = lm.engine.forward_fn, []
 
     def limited(input_ids, **kwargs):
         seen.append(input_ids.shape[0])
@@ -179,20 +180,20 @@ def test_out_of_memory_halves_the_batch_and_reruns_it(ladder, caplog):
             raise torch.cuda.OutOfMemoryError("injected: more than 4 rows")
         return real_forward(input_ids, **kwargs)
 
-    lm.forward_fn = limited
+    lm.engine.forward_fn = limited
     ll = _requests("loglikelihood", _loglikelihood_args())
     gen = _requests("generate_until", [(_prompt(i), {"until": ["\n"], "max_gen_toks": 6}) for i in range(9)])
     with caplog.at_level(logging.WARNING, logger="emergence.backend"):
         got_ll, got_gen = lm.loglikelihood(ll), lm.generate_until(gen)
-    assert seen[:3] == [16, 8, 4] and max(seen[3:]) == 4 and lm.max_rows == 4
+    assert seen[:3] == [16, 8, 4] and max(seen[3:]) == 4 and lm.engine.max_rows == 4
     assert "retrying with 8" in caplog.text and "retrying with 4" in caplog.text
 
     single = FastLM(pretrained=str(models[16]), device="cpu", batch_size=1)
-    single.min_shared_prefix = 10**9  # no prefix sharing either: each request on its own
+    single.engine.min_shared_prefix = 10**9  # no prefix sharing either: each request on its own
     np.testing.assert_allclose([g for g, _ in got_ll], [s for s, _ in single.loglikelihood(ll)], atol=TOL)
     assert got_gen == single.generate_until(gen)
 
-    lm.forward_fn = lambda input_ids, **kwargs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("always"))
+    lm.engine.forward_fn = lambda input_ids, **kwargs: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("always"))
     with pytest.raises(torch.cuda.OutOfMemoryError):  # one row that does not fit is an error, not a loop
         lm.loglikelihood(ll[:1])
 

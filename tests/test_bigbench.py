@@ -3,10 +3,10 @@ conversion in BIG-bench's own formatting, per-choice and generative scoring on a
 by name, and the workflow on fixture excerpts (tests/fixtures/bigbench; the real archive is never downloaded)."""
 
 import copy
-import re
 import hashlib
 import http.server
 import json
+import re
 import tarfile
 import threading
 
@@ -18,7 +18,8 @@ import yaml
 from scipy.special import softmax
 
 from emergence.config import ConfigError, check_config
-from emergence.evaluate import checkpoint_dirs, evaluate_cells
+from emergence.evaluate import evaluate_cells
+from emergence.models.modeldir import checkpoint_dirs
 from emergence.strategies import load_strategy
 from emergence.study import plan_study
 from emergence.tasks import bigbench, catalog

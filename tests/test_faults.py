@@ -366,14 +366,14 @@ def test_gpu_oom_halves_the_batch_and_the_cell_completes(tiny_model, tmp_path, m
 
     def constrained(*args, **kwargs):
         lm = load_lm(*args, **kwargs)
-        real_forward = lm.forward_fn
+        real_forward = lm.engine.forward_fn
 
         def forward(input_ids, **kw):
             if input_ids.shape[0] > 2:
                 raise torch.cuda.OutOfMemoryError("injected: more than 2 rows")
             return real_forward(input_ids, **kw)
 
-        lm.forward_fn = forward
+        lm.engine.forward_fn = forward
         return lm
 
     monkeypatch.setattr(evaluate, "load_lm", constrained)

@@ -21,7 +21,8 @@ from emergence.aggregate import MODEL_COLUMNS
 from emergence.ladder import plan
 from emergence.ladder.model import ModelSize
 from emergence.ladder.tokenizer import build_char_tokenizer
-from emergence.models import ChecksumError, ModelDirError, link_local_model, validate_model_dir
+from emergence.models.checks import ChecksumError, ModelDirError, validate_model_dir
+from emergence.models.local import link_local_model
 from tests.conftest import REPO, snakemake
 from tests.hub_server import HubServer, closed_port_url
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, snakemake
+from tests.conftest import REPO, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -19,12 +19,6 @@ CELL_COLUMNS = {"model", "task", "strategy", "n", "exact_match", "exact_match_ci
                 "target_ce_per_token", "target_ce_total", "p_all_tokens", "params", "nonembedding_params",
                 "train_tokens", "train_flops", "checkpoint_step", "final_checkpoint"}
 SMOKE = yaml.safe_load((REPO / "tests/configs/smoke.yaml").read_text())
-
-
-def job_counts(dry_run_output: str) -> dict:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    table = dry_run_output.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def test_smoke_outputs_and_schemas(smoke_run):
@@ -125,8 +119,9 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     assert counts["make_task"] == 1
     ladder = SMOKE["models"][0]
     assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["strategies"])
-    assert "subtraction_3digit" in proc.stdout and "results/cells/ladder-d16L2-s0" in proc.stdout
-    assert not re.search(r"output: results/cells/\S+/addition_3digit", proc.stdout)
+    evaluated = re.findall(r"Evaluating every checkpoint of (\S+) on (.+)", proc.stdout)
+    assert len(evaluated) == counts["evaluate"] and all(run.startswith("ladder-d16L2-s0-") for run, _ in evaluated)
+    assert all(cells.startswith("subtraction_3digit x ") for _, cells in evaluated)
 
 
 def test_lint_is_clean():
@@ -146,5 +141,19 @@ def test_adding_a_strategy_yaml_adds_only_its_cells(smoke_run, tmp_path):
     ladder = SMOKE["models"][0]
     assert counts.get("train_ladder", 0) == 0 and counts.get("make_task", 0) == 0
     assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["tasks"])
-    evaluated = re.findall(r"output: (results/cells/\S+\.parquet)", proc.stdout)
-    assert evaluated and all("/terse-" in path for path in evaluated)
+    evaluated = re.findall(r"Evaluating every checkpoint of \S+ on (.+)", proc.stdout)
+    assert len(evaluated) == counts["evaluate"] and all(cells.endswith(" x terse") for cells in evaluated)
+
+
+def test_cells_per_job_chooses_one_cell_or_a_whole_run_per_evaluation_job(tmp_path):
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    planned = {}
+    for per_job in ("cell", "run"):
+        config = tmp_path / f"{per_job}.yaml"
+        config.write_text(yaml.safe_dump({**tiny, "evaluation": {"cells_per_job": per_job}}))
+        proc = snakemake(tmp_path, "-n", "--configfile", str(config))
+        planned[per_job] = (job_counts(proc.stdout)["evaluate"],
+                            re.findall(r"Evaluating every checkpoint of \S+ on (.+)", proc.stdout))
+    count, cells = planned["cell"]
+    assert count == 2 and sorted(cells) == ["addition_3digit x 0shot", "subtraction_3digit x 0shot"]
+    assert planned["run"] == (1, ["addition_3digit x 0shot, subtraction_3digit x 0shot"])

@@ -7,8 +7,16 @@ means per model size), `verdicts` (the mirage test), `tables` (emergence and p^L
 """
 
 from emergence.analysis.comparisons import augmentation_table, select_points, write_augmentation
-from emergence.analysis.curves import (breakthroughness, breakthroughness_references, curve_statistics,
-                                       emergence_index, linearity, orientation, predictability_error, relative_error)
+from emergence.analysis.curves import (
+                                       breakthroughness,
+                                       breakthroughness_references,
+                                       curve_statistics,
+                                       emergence_index,
+                                       linearity,
+                                       orientation,
+                                       predictability_error,
+                                       relative_error,
+)
 from emergence.analysis.forecast import forecast_table, write_forecast
 from emergence.analysis.points import CHANCE_BOUNDED, METRICS, PAPER_ONLY, read_samples, scale_points
 from emergence.analysis.tables import emergence_table, pl_deviation, write_emergence_tables

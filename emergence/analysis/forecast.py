@@ -8,7 +8,8 @@ Forecasters, side by side:
   exp(-L CE), L the answer's tokens with its stop (exact match only: Schaeffer et al.'s argument as a forecast).
 Each prediction's 95% interval combines the fit's band (refits on replicates of the fitted models' points drawn
 within their intervals, fixed seed) with the held-out model's own sampling half-width in quadrature, clipped to
-[0, 1] for proportions: a prediction interval for what that model measures. Coverage is the share of held-out models inside it.
+[0, 1] for proportions: a prediction interval for what that model measures. Coverage is the share of held-out
+models inside it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def forecast_line(line: pd.DataFrame, paper: str, margin: float, *, seed: int) -
     x_grid = np.linspace(x[cut - 1], x[-1], GRID_POINTS)
     summary, held_out = {"cutoff_flops": float(10 ** x[cut - 1]), "n_fit": cut, "n_held_out": len(x) - cut}, []
     for form in FORECASTERS:
-        def fitted(ys, ces, at):
+        def fitted(ys, ces, at, form=form):
             return predict(form, x[:cut], ys, at, chance=chance, ce=ces, tokens=tokens)
 
         point = fitted(y[:cut], None if ce is None else ce[:cut], x[cut:])

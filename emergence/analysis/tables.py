@@ -10,8 +10,15 @@ import pandas as pd
 
 from emergence import metrics
 from emergence.analysis import curves, intervals
-from emergence.analysis.points import (CHANCE_BOUNDED, METRICS, PAPER_ONLY, ItemTable, line_replicates, read_samples,
-                                       scale_points)
+from emergence.analysis.points import (
+    CHANCE_BOUNDED,
+    METRICS,
+    PAPER_ONLY,
+    ItemTable,
+    line_replicates,
+    read_samples,
+    scale_points,
+)
 from emergence.analysis.verdicts import mirage_verdict
 from emergence.io import atomic_path
 

@@ -17,9 +17,9 @@ import hashlib
 import json
 import operator
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Callable, Iterator
 
 import numpy as np
 

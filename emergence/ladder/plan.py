@@ -18,7 +18,7 @@ def model_size(width: int, n_ctx: int) -> ModelSize:
     return ModelSize.from_width(width, n_ctx=n_ctx, vocab_size=VOCAB_SIZE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations: tuple[tuple[str, float], ...],
                     example_format: str = "plain", rows: int = 400) -> float:
     """Mean real (non-pad) tokens of a packed training row, measured by packing `rows` rows of the real corpus

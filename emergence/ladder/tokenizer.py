@@ -6,7 +6,6 @@ p^L argument of Schaeffer et al. needs, and they load through `AutoTokenizer` li
 
 import string
 
-
 PAD, EOS, UNK = "<pad>", "<|endoftext|>", "<unk>"
 # Printable ASCII plus newline: every character a prompt of the ladder's tasks can contain.
 ALPHABET = "\n" + "".join(ch for ch in string.printable if ch not in "\t\n\r\x0b\x0c")
@@ -14,6 +13,7 @@ ALPHABET = "\n" + "".join(ch for ch in string.printable if ch not in "\t\n\r\x0b
 
 def build_char_tokenizer():
     """Build the ladder's tokenizer (a `PreTrainedTokenizerFast`): one token per character, specials first."""
+    # imported here: the Snakefile plans runs from ALPHABET without tokenizers or transformers
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emergence.io import sha256_file
 from emergence.ladder import data, plan
 from emergence.ladder.model import training_flops
 from emergence.ladder.tokenizer import build_char_tokenizer
+from emergence.models import modeldir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ class TrainSettings:
     loss_explosion: float = 20.0  # a loss above this (ln(99) ~ 4.6 is chance) counts as diverged
 
     @classmethod
-    def from_config(cls, settings: dict, **overrides) -> "TrainSettings":
+    def from_config(cls, settings: dict, **overrides) -> TrainSettings:
         """From the plain dict a rule passes (mappings and lists become the frozen tuples used here)."""
         values = {**settings, **overrides}
         values["operations"] = tuple(sorted(values["operations"].items()))
@@ -130,7 +128,8 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
 
     train_ids, train_labels, _ = _rows(s, encode, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
     heldout_ids, heldout_labels, _ = _rows(s, encode, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
-    heldout_ids, heldout_labels = torch.from_numpy(heldout_ids).to(s.device), torch.from_numpy(heldout_labels).to(s.device)
+    heldout_ids = torch.from_numpy(heldout_ids).to(s.device)
+    heldout_labels = torch.from_numpy(heldout_labels).to(s.device)
     tokens_per_row = (train_ids != 0).sum(axis=1)
     row_lengths = s.n_ctx - np.argmax((train_ids != 0)[:, ::-1], axis=1)  # rows are padded at the end only
 
@@ -208,12 +207,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
 
 def save_checkpoint(model, tokenizer, meta: dict, path: Path) -> dict:
     """Write an HF model directory plus `model.json` (metadata with each file's sha256), atomically."""
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    meta = {**meta, "files": {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}}
-    (tmp / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return meta
+    with modeldir.staged(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        return modeldir.commit(tmp, path, {**meta, "files": modeldir.file_checksums(tmp)})

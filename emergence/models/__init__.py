@@ -1,28 +1,9 @@
-"""Model sources other than the ladder: pinned hub downloads (`source: hf`) and model directories on disk
-(`source: local`). Each becomes a self-contained model directory with a `model.json` like a ladder checkpoint's.
+"""Models as the pipeline keeps them: model directories (`modeldir`: HF files + `model.json`), written by the
+ladder's trainer or fetched from sources other than the ladder: pinned hub downloads (`hub`, `source: hf`) and
+model directories on disk (`local`, `source: local`), checked by `checks`; `families` turns a configured family
+into runs.
 
-Nothing heavy is imported here: the hub module imports huggingface_hub only when called (it reads HF_ENDPOINT,
+Nothing is imported here, so that a module using one of these (the ladder's trainer writes model directories)
+depends on that module only; the hub module imports huggingface_hub only when called (it reads HF_ENDPOINT,
 HF_HOME and HF_HUB_OFFLINE at import), and the checks read weight headers without torch.
 """
-
-from emergence.models.checks import (
-    ChecksumError,
-    ModelDirError,
-    ModelSourceError,
-    validate_model_dir,
-    verify_model_files,
-)
-from emergence.models.hub import (
-    HubUnreachableError,
-    check_hub_reachable,
-    checkpoint_step_of,
-    fetch_hub_model,
-    resolve_revision,
-)
-from emergence.models.local import link_local_model
-
-__all__ = [
-    "ChecksumError", "HubUnreachableError", "ModelDirError", "ModelSourceError", "check_hub_reachable",
-    "checkpoint_step_of", "fetch_hub_model", "link_local_model", "resolve_revision",
-    "validate_model_dir", "verify_model_files",
-]

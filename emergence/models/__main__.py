@@ -15,7 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from emergence.models import ModelSourceError, check_hub_reachable, fetch_hub_model, link_local_model
+from emergence.models.checks import ModelSourceError
+from emergence.models.hub import check_hub_reachable, fetch_hub_model
+from emergence.models.local import link_local_model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,6 @@ import math
 import struct
 from pathlib import Path
 
-from emergence.io import sha256_file
-
 CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"
 TOKENIZER_FILES = (
@@ -153,7 +151,7 @@ def safetensors_header(path: str | Path) -> dict[str, dict]:
 
 def _bin_shapes(path: Path) -> dict[str, dict]:
     """Tensor shapes of a pytorch_model.bin, memory-mapped (no tensor data is read)."""
-    import torch
+    import torch  # heavy; only pytorch_model.bin needs it, and the Snakefile imports these checks
 
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
@@ -228,7 +226,7 @@ def tokenizer_size(model_dir: Path) -> int:
         return max(base, extra, _max_id_plus_one(added.values()))
     if (model_dir / "vocab.json").exists():
         return max(_max_id_plus_one(read("vocab.json").values()), _max_id_plus_one(added.values()))
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy; only tokenizers without a JSON vocabulary need it
 
     try:
         return len(AutoTokenizer.from_pretrained(str(model_dir)))
@@ -312,17 +310,3 @@ def file_digests(path: str | Path, chunk: int = 1 << 20) -> tuple[str, str, int]
             sha256.update(block)
             git.update(block)
     return sha256.hexdigest(), git.hexdigest(), size
-
-
-def verify_model_files(model_dir: str | Path) -> None:
-    """Compare every file `model.json` lists with its recorded sha256; raise ChecksumError naming the first bad one."""
-    model_dir = Path(model_dir)
-    meta = json.loads((model_dir / "model.json").read_text())
-    for name, expected in sorted(meta.get("files", {}).items()):
-        path = model_dir / name
-        actual = sha256_file(path) if path.exists() else "missing"
-        if actual != expected:
-            raise ChecksumError(
-                f"{path}: sha256 {actual}, model.json records {expected}. The model directory was changed or "
-                f"damaged after it was written; delete {model_dir} and let the pipeline fetch it again."
-            )

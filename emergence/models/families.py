@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from emergence.models.hub import checkpoint_step_of, revision_dir_name
+from emergence.models.hub import checkpoint_step_of, fetch_hub_model, revision_dir_name
+from emergence.models.local import link_local_model
 
 METADATA_KEYS = ("params", "nonembedding_params", "train_tokens", "tokens_per_step", "seed")
 
@@ -78,9 +79,6 @@ def external_runs(family: dict) -> list[dict]:
 def fetch_run(settings: dict, out_dir: str | Path) -> list[dict]:
     """Materialise one run under `out_dir`: each hub revision in `<out_dir>/<revision>/`, or a local model
     directory in `out_dir`. Returns the model.json of each checkpoint."""
-    from emergence.models.hub import fetch_hub_model
-    from emergence.models.local import link_local_model
-
     out_dir = Path(out_dir)
     if settings["source"] == "local":
         return [link_local_model(settings["path"], out_dir, family=settings["family"], model_id=settings["run"],

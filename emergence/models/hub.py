@@ -23,12 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from emergence.io import write_json
-from emergence.ladder.model import training_flops
+from emergence.models import modeldir
 from emergence.models.checks import (
     ChecksumError,
     ModelSourceError,
@@ -103,7 +101,7 @@ def unreachable_reason(endpoint: str | None = None, timeout: float = 3) -> tuple
     """(endpoint, why it cannot be reached or None when it answers with any HTTP status)."""
     hf = _hub()
     endpoint = (endpoint or hf.constants.ENDPOINT).rstrip("/")
-    import httpx2
+    import httpx2  # late, as huggingface_hub (see _hub)
 
     try:
         hf.utils.get_session().head(endpoint + "/", timeout=timeout)
@@ -151,7 +149,7 @@ def _revision_message(api, repo_id: str, revision: str, endpoint: str) -> str:
 def _resolve_online(repo_id, revision, endpoint, token):
     """(commit, {file: Expected}) from the hub; raises ModelSourceError subclasses with fixes."""
     hf = _hub()
-    from huggingface_hub.errors import (
+    from huggingface_hub.errors import (  # late: see _hub
         GatedRepoError,
         HfHubHTTPError,
         OfflineModeIsEnabled,
@@ -229,8 +227,8 @@ def resolve_revision(repo_id: str, revision: str = "main", *, endpoint: str | No
     the endpoint and the fixes.
     """
     hf = _hub()
-    import httpx2
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    import httpx2  # late, as huggingface_hub (see _hub)
+    from huggingface_hub.errors import OfflineModeIsEnabled  # late: see _hub
 
     endpoint = (endpoint or hf.constants.ENDPOINT).rstrip("/")
     cache_dir = str(cache_dir or hf.constants.HF_HUB_CACHE)
@@ -271,17 +269,6 @@ def _remember_ref(repo_id: str, revision: str, commit: str, cache_dir: str) -> N
         log.warning("could not record %s@%s -> %s in the cache: %s", repo_id, revision, commit, err)
 
 
-def _place(src: str | Path, dest: Path) -> None:
-    """Put the cache file at `dest` as a real file: a hard link to its blob if possible, else a copy."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
-    blob = os.path.realpath(src)
-    try:
-        os.link(blob, dest)
-    except OSError:
-        shutil.copyfile(blob, dest)
-
-
 def _drop_cached(path: str | Path) -> None:
     """Remove a bad file from the cache (its blob and snapshot link), so nothing reuses it."""
     for p in {os.path.realpath(path), str(path)}:
@@ -295,7 +282,7 @@ def _fetch_file(name, *, repo_id, commit, expected: Expected | None, dest: Path,
                 offline: bool) -> str:
     """Download (or reuse) one file pinned to `commit`, place it at `dest`, check it; return its sha256."""
     hf = _hub()
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # late: see _hub
 
     expected = expected or Expected()
     problem, cached = None, None
@@ -313,7 +300,7 @@ def _fetch_file(name, *, repo_id, commit, expected: Expected | None, dest: Path,
             problem = f"download failed ({err})"
             log.warning("%s of %s@%s: %s%s", name, repo_id, commit, problem, "" if force else "; re-fetching it")
             continue
-        _place(cached, dest)
+        modeldir.place(cached, dest)  # a hard link to the cache's blob where possible
         digests = file_digests(dest)
         problem = expected.mismatch(*digests)
         if problem is None:
@@ -332,62 +319,13 @@ def _fetch_file(name, *, repo_id, commit, expected: Expected | None, dest: Path,
     raise ChecksumError(f"{name} of {repo_id}@{commit}: {problem}.{dropped} Fix: {fix}.")
 
 
-def model_metadata(*, model_id: str, family: str, source: str, summary: dict, files: dict[str, str],
-                   run: str | None = None, params: int | None = None, nonembedding_params: int | None = None,
-                   train_tokens: int | None = None, tokens_per_step: int | None = None,
-                   checkpoint_step: int | None = None, final_checkpoint: bool | None = None, seed: int | None = None,
-                   heldout_loss: float | None = None, train_flops: float | None = None, **extra) -> dict:
-    """The `model.json` of a hub or local model: the ladder's keys (those aggregation reads: family, run, params,
-    nonembedding_params, train_tokens, train_flops, checkpoint_step, final_checkpoint, seed, heldout_loss), None
-    where unknown.
-
-    Parameter counts default to the weight headers' (non-embedding leaves out token/position embeddings and an
-    untied output head). train_tokens defaults to checkpoint_step x tokens_per_step; train_flops to
-    6 x non-embedding parameters x train_tokens, as for the ladder (`training_flops`), so both share one axis.
-    """
-    params = params if params is not None else summary["params"]
-    nonembedding_params = nonembedding_params if nonembedding_params is not None else summary["nonembedding_params"]
-    if train_tokens is None and checkpoint_step is not None and tokens_per_step is not None:
-        train_tokens = checkpoint_step * tokens_per_step
-    if train_flops is None and train_tokens is not None:
-        train_flops = training_flops(nonembedding_params, train_tokens)
-    return {
-        "model_id": model_id,
-        "family": family,
-        "source": source,
-        "run": run,
-        "architecture": summary["architecture"],
-        "params": params,
-        "nonembedding_params": nonembedding_params,
-        "embedding_rows": summary["embedding_rows"],
-        "tokenizer_size": summary["tokenizer_size"],
-        "weights_format": summary["format"],
-        "train_tokens": train_tokens,
-        "train_flops": train_flops,
-        "checkpoint_step": checkpoint_step,
-        "final_checkpoint": final_checkpoint,
-        "seed": seed,
-        "heldout_loss": heldout_loss,
-        **extra,
-        "files": files,
-    }
-
-
-def write_model_dir(tmp: Path, out_dir: Path, meta: dict) -> dict:
-    """Write model.json into the finished temporary directory and move it onto `out_dir` (atomic for readers)."""
-    write_json(tmp / "model.json", meta)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return meta
-
-
 def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path, *, family: str, model_id: str,
                     run: str | None = None, cache_dir: str | None = None, endpoint: str | None = None,
                     token: str | bool | None = None, **metadata) -> dict:
     """Fetch `repo_id` at `revision` (branch, tag or commit; default main) into `out_dir`; return its model.json.
 
     `metadata`: params, nonembedding_params, train_tokens, tokens_per_step, checkpoint_step (default: parsed from
-    a `stepN` revision), final_checkpoint, seed, heldout_loss, train_flops (see `model_metadata`).
+    a `stepN` revision), final_checkpoint, seed, heldout_loss, train_flops (see `modeldir.model_metadata`).
     Raises ModelSourceError (HubUnreachableError, ChecksumError, ModelDirError) with the problem and the fix.
     """
     hf = _hub()
@@ -399,15 +337,12 @@ def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path, *, 
                                                     cache_dir=cache_dir)
     offline = from_cache  # the hub is not usable for re-fetches
     wanted, index = select_files(list(expected))
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with modeldir.staged(out_dir) as tmp:
 
-    def fetch(name: str) -> str:
-        return _fetch_file(name, repo_id=repo_id, commit=commit, expected=expected.get(name), dest=tmp / name,
-                           cache_dir=cache_dir, endpoint=endpoint, token=token, offline=offline)
+        def fetch(name: str) -> str:
+            return _fetch_file(name, repo_id=repo_id, commit=commit, expected=expected.get(name), dest=tmp / name,
+                               cache_dir=cache_dir, endpoint=endpoint, token=token, offline=offline)
 
-    try:
         files = {name: fetch(name) for name in wanted}
         if index:
             for shard in sorted(index_shards(tmp / index) - set(files)):
@@ -429,17 +364,14 @@ def fetch_hub_model(repo_id: str, revision: str | None, out_dir: str | Path, *, 
         summary = validate_model_dir(tmp)
         if metadata.get("checkpoint_step") is None:
             metadata["checkpoint_step"] = checkpoint_step_of(revision)
-        meta = model_metadata(model_id=model_id, family=family, source="hf", summary=summary, files=files,
-                              run=run if run is not None else repo_id, repo_id=repo_id, revision=revision,
-                              commit=commit, endpoint=endpoint, **metadata)
+        meta = modeldir.model_metadata(model_id=model_id, family=family, source="hf", summary=summary, files=files,
+                                       run=run if run is not None else repo_id, repo_id=repo_id, revision=revision,
+                                       commit=commit, endpoint=endpoint, **metadata)
         log.info("fetched %s@%s (commit %s) into %s: %d files, %d parameters", repo_id, revision, commit, out_dir,
                  len(files), meta["params"])
         if not from_cache:
             _remember_ref(repo_id, revision, commit, cache_dir)
-        return write_model_dir(tmp, out_dir, meta)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        return modeldir.commit(tmp, out_dir, meta)
 
 
 def revision_dir_name(revision: str) -> str:

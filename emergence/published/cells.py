@@ -20,8 +20,8 @@ import yaml
 
 from emergence.aggregate import CELL_METRICS
 from emergence.io import atomic_path, sha256_file
-from emergence.models.families import suites
 from emergence.ladder.model import training_flops
+from emergence.models.families import suites
 from emergence.published.readers import SCALE_KEYS, PublishedError, expand_files, read_file
 
 DATA = Path(str(resources.files("emergence") / "data" / "published"))

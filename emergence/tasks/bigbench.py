@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emergence import layout
 from emergence.io import DataError, read_json, sha256_file
 
 VERSION = "1.0.0"
@@ -56,7 +57,7 @@ class BigBenchError(RuntimeError):
     """A problem obtaining or reading BIG-bench data, phrased with its fix."""
 
 
-SHIPPED_DIR = resources.files("emergence") / "data" / "bigbench"
+SHIPPED_DIR = layout.SHIPPED_BIGBENCH
 
 
 @cache
@@ -72,7 +73,7 @@ def is_shipped(name: str) -> bool:
 
 def shipped_source(name: str) -> Path:
     """The shipped folder of a (sub)task's parent, laid out as the extracted archive's."""
-    return Path(str(SHIPPED_DIR)) / parent_of(name)
+    return Path(layout.shipped_bigbench_task(parent_of(name)))
 
 
 def ship(archive: str | Path, names: list[str], dest: str | Path, *, sha256: str) -> dict:
@@ -320,4 +321,4 @@ if __name__ == "__main__":  # rebuild the shipped files: python -m emergence.tas
     if len(sys.argv) < 4 or sys.argv[1] != "ship":
         sys.exit("usage: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...")
     default_sha256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-    ship(sys.argv[2], sys.argv[3:], Path(str(SHIPPED_DIR)), sha256=default_sha256)
+    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=default_sha256)

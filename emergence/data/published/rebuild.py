@@ -22,7 +22,9 @@ HERE = Path(__file__).parent
 PYTHIA = {"repository": "https://github.com/EleutherAI/pythia",
           "commit": "a19eecb807ec2c79a39ebf18108816e6ffffc1d5", "folder": "evals/pythia-v1"}
 OBSSCALING = {"repository": "https://github.com/ryoungj/ObsScaling",
-              "commit": "4d6e1e43fd2635d04654aa77d1df9d5266ea0382", "files": ["eval_results/base_llm_emergent_capability_eval.csv", "eval_results/base_llm_benchmark_eval.csv"]}
+              "commit": "4d6e1e43fd2635d04654aa77d1df9d5266ea0382",
+              "files": ["eval_results/base_llm_emergent_capability_eval.csv",
+                        "eval_results/base_llm_benchmark_eval.csv"]}
 # The standard and deduplicated suites at zero and five shots (not the batch-size, bf16 or intervention runs); their
 # model_args name the v1.1 repositories, which the hub now serves as EleutherAI/pythia-<size>[-deduped].
 PYTHIA_RUN = re.compile(r"^pythia-[0-9.]+[mb](-deduped)?/(zero-shot|five-shot)/[^/]+\.json$")
