@@ -9,6 +9,7 @@ import pytest
 import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from emergence.backend import FastLM, plan_prefix_groups
 from emergence.ladder.train import TrainSettings, train_ladder_run
@@ -28,12 +29,25 @@ def ladder(tmp_path_factory):
     ops = {"addition_3digit": 1.0}
     models = {}
     for width, n_ctx in [(16, 1024), (32, 128)]:
-        settings = TrainSettings.from_config({"width": width, "train_tokens": 20_000, "checkpoints": 1,
-                                              "n_ctx": n_ctx, "operations": ops, "threads": 2})
+        settings = TrainSettings.from_config({"width": width, "train_tokens": 100_000, "batch_rows": 8,
+                                              "checkpoints": 1, "n_ctx": n_ctx, "operations": ops, "threads": 2})
         (meta,) = train_ladder_run(settings, root / f"w{width}")
         models[width] = root / f"w{width}" / f"step{meta['checkpoint_step']}"
     write_arithmetic_task("addition_3digit", root / "task", n_eval=24, n_fewshot_pool=6, seed=0)
+    models["gpt2"] = _random_gpt2(root / "gpt2", models[16])
     return root, models
+
+
+def _random_gpt2(path, tokenizer_dir):
+    """A small random GPT-2 with the ladder's tokenizer: the backend's GPT-2 path (last block at scored positions
+    only), which the rotary ladder does not take."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=64, n_layer=2, n_head=2,
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def _hflm(model_dir, batch_size=8):
@@ -46,11 +60,12 @@ def _requests(kind, args):
 
 
 def _prompt(i, shots=3):
-    """A few-shot addition prompt in the ladder's format; exemplars from a pool of 4, so prompts share prefixes."""
-    pool = ["Q: What is 123 plus 456?\nA: 579", "Q: What is 700 plus 210?\nA: 910",
-            "Q: What is 345 plus 345?\nA: 690", "Q: What is 999 plus 101?\nA: 1100"]
+    """A few-shot addition prompt in the ladder's (BIG-bench's) format; exemplars from a pool of 4, so prompts share
+    prefixes."""
+    pool = ["\nQ: What is 123 plus 456?\nA: 579", "\nQ: What is 700 plus 210?\nA: 910",
+            "\nQ: What is 345 plus 345?\nA: 690", "\nQ: What is 999 plus 101?\nA: 1100"]
     exemplars = [pool[(i + k) % 4] for k in range(shots)] if i % 3 else [pool[k] for k in range(shots)]
-    return "\n\n".join([*exemplars, f"Q: What is {100 + 37 * i} plus {250 + 11 * i}?\nA:"])
+    return "\n".join([*exemplars, f"\nQ: What is {100 + 37 * i} plus {250 + 11 * i}?\nA:"])
 
 
 def _loglikelihood_args():
@@ -64,7 +79,7 @@ def _loglikelihood_args():
     return args
 
 
-@pytest.mark.parametrize("width", [16, 32])
+@pytest.mark.parametrize("width", [16, 32, "gpt2"])
 def test_loglikelihood_matches_hflm(ladder, width):
     _, models = ladder
     requests = _requests("loglikelihood", _loglikelihood_args())
@@ -74,11 +89,13 @@ def test_loglikelihood_matches_hflm(ladder, width):
         got = lm.loglikelihood(requests)
         np.testing.assert_allclose([g for g, _ in got], [e for e, _ in expected], rtol=0, atol=TOL)
         assert [g for _, g in got] == [e for _, e in expected]
-    # both shortcuts were really taken: shared prefixes, and the last GPT-2 block only at scored positions
+    # the shortcuts were really taken: shared prefixes, and on GPT-2 the last block only at scored positions
     stats = lm.engine.stats
-    assert stats["groups"] >= 10 and stats["tokens_run"] < 0.7 * stats["tokens"] and lm.engine.partial_last
-    greedy = [e for _, e in expected]
-    assert any(greedy) and not all(greedy)  # the flag is really exercised both ways
+    assert stats["groups"] >= 10 and stats["tokens_run"] < 0.7 * stats["tokens"]
+    assert lm.engine.partial_last == (width == "gpt2")
+    if width != "gpt2":
+        greedy = [e for _, e in expected]
+        assert any(greedy) and not all(greedy)  # the flag is really exercised both ways
 
 
 def test_generations_match_hflm(ladder):
