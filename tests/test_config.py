@@ -61,7 +61,9 @@ def fault(mutate, message, id):
               "'80shot' needs 80 exemplars but task 'arithmetic.2_digit_addition' has a few-shot pool of 50", "kshot-above-pool"),
         fault(lambda c: c.update(models=[]), "config models is empty", "empty-model-list"),
         (lambda c: c.update(strategies=["scratchpad"]), "needs the document field 'scratchpad', which task 'arithmetic.2_digit_addition' does not have"),
-        (lambda c: c["models"][0].update(example_format="scratchpad"), "'subtraction_2digit' has no scratchpad format"),
+        (lambda c: c["models"][0].update(example_format="scratchpad",
+                                         operations={"addition_2digit": 1, "subtraction_2digit": 1}),
+         "'subtraction_2digit' has no scratchpad format"),
     ],
 )
 def test_bad_config_names_the_problem(mutate, message):

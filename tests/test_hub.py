@@ -154,7 +154,8 @@ def test_revisions_resolve_to_their_commits_and_load_as_the_source(hub, models, 
                  extra=("--train-tokens", "1000"))
     assert meta["commit"] == repo.branches["main"] and meta["checkpoint_step"] is None
     assert "model.safetensors.index.json" in meta["files"] and "pytorch_model.bin" not in meta["files"]
-    assert sum(n.startswith("model-000") for n in meta["files"]) == 3
+    shards = {n for n in os.listdir(models["late"]) if n.startswith("model-000")}
+    assert {n for n in meta["files"] if n.startswith("model-000")} == shards and len(shards) > 1
     assert meta["train_flops"] == 6 * SIZE.nonembedding_params() * 1000
     assert torch.equal(logits(tmp_path / "late"), logits(models["late"]))
 
@@ -282,7 +283,7 @@ def broken_copy(models, tmp_path, name="broken", source="early") -> Path:
     ("garbage", r"corrupt or truncated safetensors file .*model.safetensors .*header length"),
     ("no_config", r"no config.json in .*broken: not a transformers model directory"),
     ("no_tokenizer", r"no tokenizer in .*broken .*tokenizer.save_pretrained"),
-    ("missing_shard", r"missing 1 weight shard\(s\) named in model.safetensors.index.json: model-00002-of-00003"),
+    ("missing_shard", r"missing 1 weight shard\(s\) named in model.safetensors.index.json: model-00002-of-0000\d"),
 ], ids=["no-weights", "truncated-safetensors", "garbage-safetensors", "no-config", "no-tokenizer", "missing-shard"])
 def test_broken_local_directories_name_the_problem_and_the_fix(models, tmp_path, damage, message):
     path = broken_copy(models, tmp_path, source="late" if damage == "missing_shard" else "early")
@@ -298,7 +299,7 @@ def test_broken_local_directories_name_the_problem_and_the_fix(models, tmp_path,
     elif damage == "no_tokenizer":
         (path / "tokenizer.json").unlink()
     elif damage == "missing_shard":
-        (path / "model-00002-of-00003.safetensors").unlink()
+        next(path.glob("model-00002-of-*.safetensors")).unlink()
     with pytest.raises(ModelDirError, match=message):
         link_local_model(path, tmp_path / "out", family="mine", model_id="x")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

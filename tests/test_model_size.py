@@ -56,4 +56,4 @@ def test_training_is_deterministic_and_writes_loadable_checkpoints(tmp_path):
     assert meta["heldout_loss"] > 0 and meta["train_loss"] > 0
     model = AutoModelForCausalLM.from_pretrained(final)
     tokenizer = AutoTokenizer.from_pretrained(final)
-    assert model.config.n_embd == 16 and tokenizer.decode(tokenizer.encode("A: 579")) == "A: 579"
+    assert model.config.hidden_size == 16 and tokenizer.decode(tokenizer.encode("A: 579")) == "A: 579"
