@@ -120,7 +120,8 @@ def test_changing_one_task_reruns_only_that_task(smoke_run, tmp_path):
     ladder = SMOKE["models"][0]
     assert counts["evaluate"] == len(ladder["widths"]) * len(ladder["seeds"]) * len(SMOKE["strategies"])
     evaluated = re.findall(r"Evaluating every checkpoint of (\S+) on (.+)", proc.stdout)
-    assert len(evaluated) == counts["evaluate"] and all(run.startswith("ladder-d16L2-s0-") for run, _ in evaluated)
+    assert len(evaluated) == counts["evaluate"] and {run.rsplit("-", 1)[0] for run, _ in evaluated} == {
+        f"ladder-d{w}L2-s{seed}" for w in ladder["widths"] for seed in ladder["seeds"]}
     assert all(cells.startswith("subtraction_3digit x ") for _, cells in evaluated)
 
 
