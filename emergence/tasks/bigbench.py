@@ -320,5 +320,5 @@ if __name__ == "__main__":  # rebuild the shipped files: python -m emergence.tas
 
     if len(sys.argv) < 4 or sys.argv[1] != "ship":
         sys.exit("usage: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...")
-    default_sha256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=default_sha256)
+    pinned = json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["archive"]["sha256"]
+    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=pinned)
