@@ -36,7 +36,7 @@ def keyed(name: str, spec) -> str:
 LADDER_TRAINING_KEYS = (
     "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
     "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format", "document",
-    "device",
+    "device", "lr_scaling_width", "token_width_exponent",
 )
 
 
@@ -77,8 +77,11 @@ def ladder_runs(family: dict, training_code: str) -> dict:
     for width in family["widths"]:
         for seed in family["seeds"]:
             run = plan.run_name(family["name"], width, settings["n_ctx"], seed)
-            run_settings = {**settings, "family": family["name"], "width": width, "seed": seed}
-            total = plan.total_steps(settings["train_tokens"], settings["batch_rows"], settings["n_ctx"],
+            run_settings = {**settings, "family": family["name"], "width": width, "seed": seed,
+                            "lr": plan.peak_lr(settings["lr"], width, settings["lr_scaling_width"]),
+                            "train_tokens": plan.run_tokens(settings["train_tokens"], width, max(family["widths"]),
+                                                            settings["token_width_exponent"])}
+            total = plan.total_steps(run_settings["train_tokens"], settings["batch_rows"], settings["n_ctx"],
                                      settings["examples_per_row"], settings["document"], settings["operations"],
                                      settings["example_format"])
             steps = plan.checkpoint_steps(total, settings["checkpoints"], settings["first_checkpoint_fraction"])

@@ -36,6 +36,31 @@ def test_checkpoints_are_log_spaced_and_end_at_the_last_step():
     assert plan.checkpoint_steps(1600, 1, 1 / 16) == [1600]
 
 
+def test_peak_lr_falls_as_one_over_width_above_the_scaling_width():
+    assert plan.peak_lr(3e-3, 48, 64) == 3e-3
+    assert plan.peak_lr(3e-3, 128, 64) == pytest.approx(1.5e-3)
+    assert plan.peak_lr(3e-3, 128, None) == 3e-3
+
+
+def test_run_tokens_grow_with_width_by_the_exponent():
+    assert plan.run_tokens(3_000_000, 96, 96, 1.5) == 3_000_000
+    assert plan.run_tokens(3_000_000, 24, 96, 1.5) == 375_000  # (1/4)^1.5 = 1/8
+    assert plan.run_tokens(3_000_000, 24, 96, 0) == 3_000_000
+
+
+def test_ladder_runs_carry_their_own_peak_lr_and_tokens():
+    from emergence.study import ladder_runs
+
+    family = {"name": "ladder", "widths": [32, 128], "seeds": [0], "train_tokens": 800_000, "batch_rows": 4,
+              "examples_per_row": 64, "n_ctx": 128, "lr": 3e-3, "lr_scaling_width": 64, "token_width_exponent": 1,
+              "weight_decay": 0.1, "grad_clip": 1.0, "warmup_fraction": 0.05, "checkpoints": 2,
+              "first_checkpoint_fraction": 0.25, "operations": {"addition_2digit": 1}, "example_format": "plain",
+              "document": "arithmetic", "device": "cpu"}
+    settings = {run["settings"]["width"]: run["settings"] for run in ladder_runs(family, "code").values()}
+    assert (settings[32]["lr"], settings[32]["train_tokens"]) == (3e-3, 200_000)
+    assert (settings[128]["lr"], settings[128]["train_tokens"]) == (pytest.approx(1.5e-3), 800_000)
+
+
 def test_training_is_deterministic_and_writes_loadable_checkpoints(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -33,7 +33,7 @@ class TrainSettings:
     train_tokens: int = 3_000_000
     batch_rows: int = 64  # rows per step
     n_ctx: int = 128
-    lr: float = 3e-3  # one peak rate for every size worked; width-scaled rates failed in probes
+    lr: float = 3e-3  # this run's peak (the plan scales the family's `lr` with width: plan.peak_lr)
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 0.1  # cosine decay to 10% of the peak
     weight_decay: float = 0.1
@@ -54,6 +54,8 @@ class TrainSettings:
     def from_config(cls, settings: dict, **overrides) -> TrainSettings:
         """From the plain dict a rule passes (mappings and lists become the frozen tuples used here)."""
         values = {**settings, **overrides}
+        for rule in ("lr_scaling_width", "token_width_exponent"):  # applied by the plan: `lr` and `train_tokens`
+            values.pop(rule, None)  # are the run's own (plan.peak_lr, plan.run_tokens)
         values["operations"] = tuple(sorted(values["operations"].items()))
         return cls(**values)
 
