@@ -80,6 +80,7 @@ rule forecast:
     input:
         cells=f"{VERSION_DIR}/cells.parquet",
         samples=f"{VERSION_DIR}/samples.parquet",
+        emergence=f"{VERSION_DIR}/tables/emergence.csv",
     output:
         csv=report(f"{VERSION_DIR}/tables/forecast.csv", caption="../report/forecast_table.rst", category="Forecast"),
         models=f"{VERSION_DIR}/tables/forecast_models.csv",

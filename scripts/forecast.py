@@ -6,6 +6,7 @@ from emergence.workflow import logged
 
 with logged(snakemake.log[0]):
     out, params = snakemake.output, snakemake.params
-    table, held_out = write_forecast(snakemake.input.cells, snakemake.input.samples, out.csv, out.models,
-                                     margin=params.margin, n_resamples=params.n_resamples, seed=params.seed)
+    table, held_out = write_forecast(snakemake.input.cells, snakemake.input.samples, snakemake.input.emergence,
+                                     out.csv, out.models, margin=params.margin,
+                                     n_resamples=params.n_resamples, seed=params.seed)
     forecast_figure(pd.read_parquet(snakemake.input.cells), held_out, table, out.png, out.pdf)

@@ -135,9 +135,9 @@ def test_no_table_holds_inf():
              line(np.r_[np.zeros(9), 1.0], POWER_LAW_CE, task="w")]
     cells = pd.concat([c for c, _ in cases])
     samples = pd.concat([s for _, s in cases])
-    forecast, held_out = analysis.forecast_table(cells, samples, n_resamples=200)
-    for table in (analysis.emergence_table(cells, samples, n_resamples=200), forecast, held_out,
-                  analysis.pl_deviation(cells)):
+    emergence = analysis.emergence_table(cells, samples, n_resamples=200)
+    forecast, held_out = analysis.forecast_table(cells, samples, emergence, n_resamples=200)
+    for table in (emergence, forecast, held_out, analysis.pl_deviation(cells)):
         numbers = table.select_dtypes("number").to_numpy(dtype=float)
         assert not np.isinf(numbers).any()
 
@@ -145,8 +145,9 @@ def test_no_table_holds_inf():
 def test_forecast_scores_each_forecaster_on_held_out_models():
     cells, samples = line(np.exp(-4 * POWER_LAW_CE), POWER_LAW_CE)
     jump_cells, jump_samples = line(np.exp(-4 * JUMP_CE), JUMP_CE, task="jump")
-    table, held_out = analysis.forecast_table(pd.concat([cells, jump_cells]), pd.concat([samples, jump_samples]),
-                                              n_resamples=200)
+    cells, samples = pd.concat([cells, jump_cells]), pd.concat([samples, jump_samples])
+    emergence = analysis.emergence_table(cells, samples, n_resamples=200)
+    table, held_out = analysis.forecast_table(cells, samples, emergence, n_resamples=200)
     assert len(table) == 2 and {"predicted", "observed", "abs_error", "coverage", "winner"} <= set(table.columns)
     mirage = table.set_index("task").loc["t"]
     assert mirage.winner == "pl" and mirage.pl_abs_error < 0.05  # p^L of the power law foresees the jump
@@ -160,7 +161,8 @@ def test_forecast_scores_each_forecaster_on_held_out_models():
 
 def test_forecast_needs_four_models():
     x = np.array([12.0, 14.0, 16.0])
-    table, held_out = analysis.forecast_table(*line(np.zeros(3), np.ones(3), x=x))
+    cells, samples = line(np.zeros(3), np.ones(3), x=x)
+    table, held_out = analysis.forecast_table(cells, samples, analysis.emergence_table(cells, samples))
     assert len(table) == 1 and "too few models" in table.note.iloc[0] and held_out.empty
 
 
@@ -176,7 +178,7 @@ def test_every_emergence_and_forecast_column_is_documented_in_the_readme():
     section = readme[readme.index("### The emergence table"):readme.index("## Augmented prompting")]
     cells, samples = line(np.exp(-4 * POWER_LAW_CE), POWER_LAW_CE)
     table = analysis.emergence_table(cells, samples, n_resamples=200)
-    forecast, _ = analysis.forecast_table(cells, samples, n_resamples=200)
+    forecast, _ = analysis.forecast_table(cells, samples, table, n_resamples=200)
     forecaster_columns = {c.replace(f"{f}_", "<f>_", 1) for c in forecast.columns for f in ("linear", "logistic", "pl")
                           if c.startswith(f"{f}_")}
     plain = [c for c in forecast.columns if not c.startswith(("linear_", "logistic_", "pl_"))]

@@ -3,14 +3,14 @@ higher is better). Plain arrays in, numbers out, so each is tested on synthetic 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.special import expit, logit
 
 # A 95% interval half-width of zero (a constant metric) would make every step infinitely sharp; below this share
 # of the curve's range a step is not resolved.
 MIN_RESOLUTION_SHARE = 0.01
+LM_MAX_STEPS = 100  # Levenberg-Marquardt steps of the logistic fit (2 parameters from a close start: ample)
+LM_TOLERANCE = 1e-10  # converged when no row's step moves its logit by more
 
 
 def orientation(y: np.ndarray) -> float:
@@ -70,32 +70,64 @@ def emergence_index(y: np.ndarray, ci_low: np.ndarray, baseline: float, margin: 
     return None
 
 
-def logistic(x, mid, slope):
-    return 1 / (1 + np.exp(-np.clip(slope * (x - mid), -50, 50)))
+def line_fits(xs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, intercepts) of the least-squares lines through each row of [rows, points] on xs."""
+    centred = xs - xs.mean()
+    slopes = (rows - rows.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    return slopes, rows.mean(axis=1) - slopes * xs.mean()
+
+
+def logistic_fits(xs: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, intercepts) of share = expit(slope x + intercept) fitted by least squares in share to each row of
+    [rows, points] (shares strictly inside (0, 1)): Levenberg-Marquardt with the exact Jacobian from the straight
+    line through logit(share), all rows at once; a row keeps its best parameters (an optimum at infinity, a step,
+    ends at a steep finite logistic)."""
+    u = xs - xs.mean()  # centred: slope and intercept decoupled
+
+    def loss(a, c):
+        return ((expit(a[:, None] * u + c[:, None]) - share) ** 2).sum(axis=1)
+
+    a, c = line_fits(u, logit(share))
+    current, damping = loss(a, c), np.full(len(share), 1e-3)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(LM_MAX_STEPS):
+            p = expit(a[:, None] * u + c[:, None])
+            jc = p * (1 - p)
+            ja, r = jc * u, p - share
+            haa, hcc = (ja * ja).sum(axis=1) * (1 + damping), (jc * jc).sum(axis=1) * (1 + damping)
+            hac, ga, gc = (ja * jc).sum(axis=1), (ja * r).sum(axis=1), (jc * r).sum(axis=1)
+            det = haa * hcc - hac**2
+            step_a, step_c = (hac * gc - hcc * ga) / det, (hac * ga - haa * gc) / det
+            if not (np.abs(step_a) * np.abs(u).max() + np.abs(step_c) > LM_TOLERANCE).any():
+                break
+            trial = loss(a + step_a, c + step_c)
+            better = trial < current  # NaN (a singular step) is never better
+            a, c = np.where(better, a + step_a, a), np.where(better, c + step_c, c)
+            current = np.where(better, trial, current)
+            damping = np.clip(np.where(better, damping / 10, damping * 10), 1e-12, 1e12)
+    return a, c - a * xs.mean()
 
 
 def fit_predict(xs: np.ndarray, ys: np.ndarray, x_new: np.ndarray, form: str,
                 bounds: tuple[float, float] | None = None) -> np.ndarray:
-    """Fit y on (xs, ys) and predict at x_new. `linear`: y linear in log FLOPs. `sigmoid`: a logistic in log
-    FLOPs rising from bounds[0] (the chance floor) to bounds[1]; only its midpoint and slope are fitted, so two
-    models suffice (NaN without bounds; the last fitted value where the fit fails)."""
+    """Fit y on (xs, ys) and predict at x_new; ys one curve, or [replicates, points] for one fit per row
+    (predictions [replicates, len(x_new)]). `linear`: y linear in log FLOPs. `sigmoid`: a logistic in log FLOPs
+    rising from bounds[0] (the chance floor) to bounds[1], least squares in y (`logistic_fits`); only its
+    midpoint and slope are fitted, so two models suffice (NaN without bounds)."""
     xs, ys, x_new = (np.asarray(a, dtype=float) for a in (xs, ys, x_new))
+    rows = np.atleast_2d(ys)
     if form == "linear":
-        slope, intercept = np.polyfit(xs, ys, 1)
-        return slope * x_new + intercept
-    if form != "sigmoid":
+        slopes, intercepts = line_fits(xs, rows)
+        predicted = slopes[:, None] * x_new + intercepts[:, None]
+    elif form != "sigmoid":
         raise ValueError(f"unknown fit form {form!r}; valid: linear, sigmoid")
-    if bounds is None:
-        return np.full_like(x_new, np.nan)
-    low, high = bounds
-    share = np.clip((ys - low) / (high - low), 1e-4, 1 - 1e-4)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            (mid, slope), _ = curve_fit(logistic, xs, share, p0=(xs.max() + 1, 1.0), maxfev=20000)
-        return low + (high - low) * logistic(x_new, mid, slope)
-    except RuntimeError:
-        return np.full_like(x_new, ys[-1])
+    elif bounds is None:
+        predicted = np.full((len(rows), len(x_new)), np.nan)
+    else:
+        low, high = bounds
+        slopes, intercepts = logistic_fits(xs, np.clip((rows - low) / (high - low), 1e-4, 1 - 1e-4))
+        predicted = low + (high - low) * expit(slopes[:, None] * x_new + intercepts[:, None])
+    return predicted if ys.ndim == 2 else predicted[0]
 
 
 def predictability_error(x: np.ndarray, y: np.ndarray, form: str, bounds: tuple[float, float] | None = None) -> float:
