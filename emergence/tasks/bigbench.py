@@ -33,6 +33,7 @@ import numpy as np
 
 from emergence import layout
 from emergence.io import DataError, read_json, sha256_file
+from emergence.tasks import shipped
 from emergence.tasks.views import write_task_files
 
 VERSION = "1.0.0"
@@ -62,15 +63,9 @@ class BigBenchError(RuntimeError):
 SHIPPED_DIR = layout.SHIPPED_BIGBENCH
 
 
-@cache
-def shipped_files() -> dict:
-    """Shipped task files (relative to `benchmark_tasks/`) -> {archive_path, sha256, bytes}."""
-    return json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["files"]
-
-
 def is_shipped(name: str) -> bool:
     """True when the (sub)task's JSON file ships with the package, so converting it needs no archive."""
-    return task_index()[name]["file"] in shipped_files()
+    return task_index()[name]["file"] in shipped.shipped_files()
 
 
 def shipped_source(name: str) -> Path:
@@ -318,5 +313,4 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
 if __name__ == "__main__":  # rebuild the shipped files: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...
     if len(sys.argv) < 4 or sys.argv[1] != "ship":
         sys.exit("usage: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...")
-    pinned = json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["archive"]["sha256"]
-    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=pinned)
+    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=shipped.provenance()["archive"]["sha256"])
