@@ -30,7 +30,7 @@ from emergence.backend import FastLM
 from emergence.io import atomic_path, read_json
 from emergence.models.modeldir import checkpoint_dirs, read_metadata
 from emergence.strategies import Strategy
-from emergence.tasks import catalog
+from emergence.tasks.lm_eval_tasks import lm_eval_manager
 from emergence.tasks.views import validate_task_dir, write_views
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def evaluate_run(
             validate_task_dir(cell.task_dir, cell.strategy)  # bad data stops here, named by file and line
             task_meta = read_json(cell.task_dir / "task.json")
             if task_meta["kind"] == "lm_eval":  # lm-eval's own task: its prompts, k-shot only
-                prepared[cell] = (task_meta, None, catalog.lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"])),
+                prepared[cell] = (task_meta, None, lm_eval_manager(tuple(task_meta["lm_eval_task_dirs"])),
                                   [task_meta["task"]])
                 continue
             # The views live as long as the job: a failed job leaves no stray folder beside its outputs.

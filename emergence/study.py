@@ -22,6 +22,7 @@ from emergence.models.hub import check_hub_reachable
 from emergence.published.cells import file_checksums
 from emergence.strategies import KSHOT, load_strategy
 from emergence.tasks import bigbench, catalog
+from emergence.tasks.lm_eval_tasks import lm_eval_problem
 
 
 def short_hash(obj, n: int = 8) -> str:
@@ -168,5 +169,5 @@ def network_problems(study: StudyPlan, cells_per_job: str, workdir: str | Path =
     for key in sorted(pending):
         spec = study.tasks[key]
         if spec["kind"] == "lm_eval":
-            problems += filter(None, [catalog.lm_eval_problem(spec["task"], spec["lm_eval_task_dirs"])])
+            problems += filter(None, [lm_eval_problem(spec["task"], spec["lm_eval_task_dirs"])])
     return problems

@@ -22,7 +22,7 @@ from emergence.evaluate import evaluate_cells
 from emergence.models.modeldir import checkpoint_dirs
 from emergence.strategies import load_strategy
 from emergence.study import plan_study
-from emergence.tasks import bigbench, catalog
+from emergence.tasks import bigbench, catalog, lm_eval_tasks
 from tests.conftest import REPO, snakemake
 
 FIXTURES = REPO / "tests/fixtures/bigbench"
@@ -216,8 +216,8 @@ def test_lm_eval_tasks_from_a_folder_run_by_name(tiny_model, tmp_path):
         "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_choice": "options",
         "doc_to_target": "label", "metric_list": [{"metric": "acc"}]}))
     dirs = [str(tmp_path / "tasks")]
-    assert catalog.kind_of("doubles", dirs) == "lm_eval" and catalog.lm_eval_problem("doubles", dirs) is None
-    catalog.write_lm_eval_task("doubles", tmp_path / "task", dirs, random_baseline=None)
+    assert catalog.kind_of("doubles", dirs) == "lm_eval" and lm_eval_tasks.lm_eval_problem("doubles", dirs) is None
+    lm_eval_tasks.write_lm_eval_task("doubles", tmp_path / "task", dirs, random_baseline=None)
     table = evaluate_cells(tiny_model, tmp_path / "task", load_strategy("0shot"), tmp_path / "doubles.parquet")
     assert (table.subtask == "doubles").all() and len(table) == 3
     assert table.choices.map(len).eq(2).all() and (table.random_baseline == 0.5).all()

@@ -37,6 +37,7 @@ def test_each_stage_runs_its_own_modules():
     assert "emergence.ladder.train" not in evaluation
     assert {"emergence.ladder.data", "emergence.ladder.tokenizer", "emergence.ladder"} <= set(training)
     assert "emergence.evaluate" not in training
+    assert "emergence.tasks.views" not in training  # the contamination guard reads only `tasks.shipped`
 
 
 def test_docstrings_and_comments_do_not_count_code_does(tmp_path):

@@ -26,7 +26,7 @@ from emergence.io import DataError, DiskFullError, atomic_path
 from emergence.ladder.train import TrainingDiverged, TrainSettings, train_ladder_run
 from emergence.strategies import load_strategy
 from emergence.study import plan_study
-from emergence.tasks import bigbench, catalog
+from emergence.tasks import bigbench, lm_eval_tasks
 from emergence.tasks.arithmetic import write_arithmetic_task
 from emergence.tasks.views import validate_task_dir
 from tests.conftest import REPO, SNAKEMAKE, snakemake
@@ -104,7 +104,7 @@ def test_an_lm_eval_task_file_with_a_record_without_its_target_is_named(tmp_path
         "task": "doubles", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
         "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_choice": "options",
         "doc_to_target": "label", "metric_list": [{"metric": "acc"}]}))
-    catalog.write_lm_eval_task("doubles", tmp_path / "task", [str(tmp_path / "tasks")], random_baseline=None)
+    lm_eval_tasks.write_lm_eval_task("doubles", tmp_path / "task", [str(tmp_path / "tasks")], random_baseline=None)
     message = (rf"{re.escape(str(data))}:2: the record has no 'label' field \(it has: options, q\); every record "
                r"needs label\.$")
     with pytest.raises(DataError, match=message):

@@ -23,7 +23,8 @@ from functools import cache
 
 import numpy as np
 
-from emergence.tasks import bigbench
+from emergence import layout
+from emergence.tasks.shipped import shipped_files
 
 QUERY_FORMAT = "\nQ: {question}\nA: "  # BIG-bench's default input and output prefixes around the question
 ANSWER_FORMAT = "{answer}"  # the continuation scored by log-likelihood and exact match
@@ -125,8 +126,8 @@ def problems_in(text: str) -> set[tuple[str, int, int]]:
 def benchmark_problems() -> frozenset[tuple[str, int, int]]:
     """Every problem in the shipped BIG-bench files (queries and in-context lines): never trained on."""
     problems = set()
-    for relative in bigbench.shipped_files():
-        spec = json.loads((bigbench.SHIPPED_DIR / relative).read_text(encoding="utf-8"))
+    for relative in shipped_files():
+        spec = json.loads((layout.SHIPPED_BIGBENCH / relative).read_text(encoding="utf-8"))
         for example in spec["examples"]:
             problems |= problems_in(example["input"])
     return frozenset(problems)

@@ -61,8 +61,7 @@ class ModelSize:
         return self.nonembedding_params() + self.vocab_size * self.width  # rotary positions have no parameters
 
     def to_hf_config(self, *, pad_token_id: int, eos_token_id: int):
-        # imported here: the Snakefile plans sizes without loading transformers
-        from transformers import GPTNeoXConfig
+        from transformers import GPTNeoXConfig  # heavy; the Snakefile plans sizes without it
 
         return GPTNeoXConfig(
             vocab_size=self.vocab_size,
@@ -84,7 +83,7 @@ class ModelSize:
 
     def build(self, *, pad_token_id: int, eos_token_id: int):
         import torch  # imported here with transformers: sizes are planned without either
-        from transformers import GPTNeoXForCausalLM
+        from transformers import GPTNeoXForCausalLM  # heavy, as torch above
 
         model = GPTNeoXForCausalLM(self.to_hf_config(pad_token_id=pad_token_id, eos_token_id=eos_token_id))
         for name, param in model.named_parameters():  # GPT-2's scaled init of the residual outputs

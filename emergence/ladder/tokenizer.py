@@ -13,9 +13,8 @@ ALPHABET = "\n" + "".join(ch for ch in string.printable if ch not in "\t\n\r\x0b
 
 def build_char_tokenizer():
     """Build the ladder's tokenizer (a `PreTrainedTokenizerFast`): one token per character, specials first."""
-    # imported here: the Snakefile plans runs from ALPHABET without tokenizers or transformers
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # heavy; plans need only ALPHABET
+    from transformers import PreTrainedTokenizerFast  # heavy, as tokenizers: the Snakefile plans runs without it
 
     vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *ALPHABET])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))

@@ -74,10 +74,10 @@ def checkpoint_step_of(revision: str | None) -> int | None:
 
 def _hub():
     """huggingface_hub imported late: it reads HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE when first imported."""
-    import huggingface_hub
-    import huggingface_hub.constants
-    import huggingface_hub.file_download
-    import huggingface_hub.utils
+    import huggingface_hub  # late: reads the HF_* variables at import
+    import huggingface_hub.constants  # late, as huggingface_hub
+    import huggingface_hub.file_download  # late, as huggingface_hub
+    import huggingface_hub.utils  # late, as huggingface_hub
 
     return huggingface_hub
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import random
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -32,6 +33,8 @@ import numpy as np
 
 from emergence import layout
 from emergence.io import DataError, read_json, sha256_file
+from emergence.tasks import shipped
+from emergence.tasks.views import write_task_files
 
 VERSION = "1.0.0"
 # The archive's URL and pinned sha256 are config keys (bigbench.archive_url/archive_sha256, schema defaults).
@@ -60,15 +63,9 @@ class BigBenchError(RuntimeError):
 SHIPPED_DIR = layout.SHIPPED_BIGBENCH
 
 
-@cache
-def shipped_files() -> dict:
-    """Shipped task files (relative to `benchmark_tasks/`) -> {archive_path, sha256, bytes}."""
-    return json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["files"]
-
-
 def is_shipped(name: str) -> bool:
     """True when the (sub)task's JSON file ships with the package, so converting it needs no archive."""
-    return task_index()[name]["file"] in shipped_files()
+    return task_index()[name]["file"] in shipped.shipped_files()
 
 
 def shipped_source(name: str) -> Path:
@@ -256,8 +253,6 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
     order and the choice permutations are deterministic. `append_choices_to_input: false` renders generative
     items without their `choice:` lines (GPT-3's arithmetic: no candidates to copy). Returns the task metadata.
     """
-    from emergence.tasks.views import write_task_files
-
     entry = task_index()[name]
     relative = Path(entry["file"]).relative_to(parent_of(name))
     path = Path(source_dir) / relative
@@ -316,9 +311,6 @@ def write_bigbench_task(name: str, source_dir: str | Path, out_dir: str | Path, 
 
 
 if __name__ == "__main__":  # rebuild the shipped files: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...
-    import sys
-
     if len(sys.argv) < 4 or sys.argv[1] != "ship":
         sys.exit("usage: python -m emergence.tasks.bigbench ship ARCHIVE SUBTASK...")
-    pinned = json.loads((SHIPPED_DIR / "PROVENANCE.json").read_text())["archive"]["sha256"]
-    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=pinned)
+    ship(sys.argv[2], sys.argv[3:], SHIPPED_DIR, sha256=shipped.provenance()["archive"]["sha256"])

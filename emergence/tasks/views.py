@@ -22,6 +22,7 @@ import yaml
 
 from emergence.io import DataError, atomic_path, read_json, read_jsonl, sha256_file, write_json
 from emergence.strategies import Strategy, load_strategy
+from emergence.tasks.lm_eval_tasks import lm_eval_data_files
 
 OUTPUT_TYPES = {"gen": "generate_until", "ll": "loglikelihood", "mc": "multiple_choice"}
 P_TRUE_QUERY = "Q: {question}\nProposed answer: {proposed}\nIs the proposed answer true?\nA:"
@@ -118,8 +119,6 @@ def validate_task_dir(task_dir: str | Path, strategy: Strategy) -> None:
         raise DataError(f"{err} This task folder is written by the pipeline: delete {task_dir} and rerun to "
                         f"write it again.") from None
     if meta["kind"] == "lm_eval":
-        from emergence.tasks.catalog import lm_eval_data_files
-
         for path, target in lm_eval_data_files(meta["task"], meta["lm_eval_task_dirs"]):
             fields = {field for record in read_jsonl(path) for field in record}
             if isinstance(target, str) and target in fields:  # a field name (lm-eval's rule), not a template
