@@ -27,6 +27,7 @@ STAGE_ENTRIES = {
     "analysis": ("emergence.analysis", "emergence.plots"),
 }
 STAGE_DATA = {
+    "training": ("emergence/data/bigbench/**/task.json",),  # training rejects every problem they pose
     "models": ("emergence/models/suites.yaml",),
     "tasks": ("emergence/tasks/bigbench_index.json",),
     "evaluation": ("emergence/tasks/templates/*.yaml",),

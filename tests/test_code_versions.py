@@ -49,6 +49,14 @@ def test_docstrings_and_comments_do_not_count_code_does(tmp_path):
     assert stage_version(repo, "evaluation") != before  # a module evaluation imports through others
 
 
+def test_a_changed_shipped_benchmark_file_changes_the_training_version(tmp_path):
+    """Training rejects every problem the shipped BIG-bench files pose, so their content is part of its version."""
+    copy = copy_checkout(tmp_path)
+    before = stage_version(copy, "training")
+    edit(copy / "emergence/data/bigbench/arithmetic/2_digit_addition/task.json", "What is", "What's")
+    assert stage_version(copy, "training") != before
+
+
 @pytest.mark.workflow
 def test_edits_rerun_exactly_the_stages_whose_code_changed(tmp_path):
     repo = copy_checkout(tmp_path / "repo")
