@@ -67,6 +67,8 @@ rule emergence_table:
         pl=report(f"{VERSION_DIR}/tables/pl_deviation.csv", caption="../report/pl_deviation.rst", category="Tables"),
     log:
         f"{VERSION_DIR}/logs/emergence_table.log",
+    # the forecast, the longest analysis job, waits for it
+    priority: 1
     conda:
         "../envs/emergence.yaml"
     params:
@@ -88,6 +90,8 @@ rule forecast:
         pdf=f"{VERSION_DIR}/figures/forecast.pdf",
     log:
         f"{VERSION_DIR}/logs/forecast.log",
+    # the longest analysis job (its figure has a panel per line): first to start once the emergence table exists
+    priority: 1
     conda:
         "../envs/emergence.yaml"
     params:

@@ -90,12 +90,11 @@ def fill_intervals(cells: pd.DataFrame) -> pd.DataFrame:
                 cells[column] = np.nan
         stderr = cells[f"{metric}_stderr"] if f"{metric}_stderr" in cells else pd.Series(np.nan, index=cells.index)
         missing = cells[low].isna() & cells[metric].notna()
-        for i in cells.index[missing]:
-            if metric in CHANCE_BOUNDED:
-                bounds = metrics.proportion_ci(cells.at[i, metric], n=n[i], stderr=stderr[i])
-            else:
-                bounds = (cells.at[i, metric] - 1.96 * stderr[i], cells.at[i, metric] + 1.96 * stderr[i])
-            cells.loc[i, [low, high]] = bounds
+        if missing.any():  # assigned at once: a row at a time is slow on a wide frame
+            cells.loc[missing, [low, high]] = np.array([
+                metrics.proportion_ci(value, n=k, stderr=se) if metric in CHANCE_BOUNDED
+                else (value - 1.96 * se, value + 1.96 * se)
+                for value, k, se in zip(cells.loc[missing, metric], n[missing], stderr[missing])], dtype=float)
     return cells
 
 
@@ -111,32 +110,41 @@ def scale_points(cells: pd.DataFrame, samples: pd.DataFrame | None = None, *, n_
     """
     finals = fill_intervals(cells[cells.final_checkpoint.astype(bool)])
     finals["size"] = finals.run.str.replace(r"-s\d+$", "", regex=True)
+    averaged = [*SCALE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in finals)]
+    finals = finals.astype(dict.fromkeys(averaged, float))
+    present = [m for m in METRICS if m in finals]
+    # columns as arrays and per-group means at once: pandas per group and column costs more than the statistics
+    arrays = {c: finals[c].to_numpy(dtype=float) for m in present for c in (m, f"{m}_ci_low", f"{m}_ci_high")}
+    models = finals.model.to_numpy() if "model" in finals else None
+    groups = finals.groupby(SCALE_KEYS, sort=True)
+    means = groups[averaged].mean().to_dict("index")  # NaN skipped, as Series.mean
+    counts = groups["n"].sum().to_dict() if "n" in finals else {}
     items = ItemTable(samples)
     rows = []
-    for key, group in finals.groupby(SCALE_KEYS, sort=True):
-        row = {**dict(zip(SCALE_KEYS, key)), "n_seeds": len(group), "run_models": list(group.model)
-               if "model" in group else []}
+    for key in means:  # the groups in order
+        index = groups.indices[key]
+        row = {**dict(zip(SCALE_KEYS, key)), "n_seeds": len(index),
+               "run_models": list(models[index]) if models is not None else []}
         row["shape"] = row["size"].removeprefix(f"{row['family']}-")  # e.g. d96L2: comparable across families
-        row.update({column: group[column].mean() for column in SCALE_COLUMNS})
-        row.update({column: group[column].mean() for column in OPTIONAL_COLUMNS if column in group})
-        if "n" in group:
-            row["n"] = group.n.sum()
-        for metric in (m for m in METRICS if m in group):
-            values = group[metric].to_numpy(dtype=float)
-            low, high = point_interval(items, key, metric, row["run_models"], group, n_resamples, seed)
+        row.update(means[key])
+        if counts:
+            row["n"] = counts[key]
+        for metric in present:
+            values = arrays[metric][index]
+            low, high = point_interval(items, key, metric, row["run_models"], values, arrays[f"{metric}_ci_low"][index],
+                                       arrays[f"{metric}_ci_high"][index], n_resamples, seed)
             row.update({metric: values.mean(), f"{metric}_ci_low": low, f"{metric}_ci_high": high,
                         f"{metric}_min": values.min(), f"{metric}_max": values.max()})
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["task", "strategy", "family", "train_flops"], ignore_index=True)
 
 
-def point_interval(items: ItemTable, key: tuple, metric: str, models: list[str], group: pd.DataFrame,
-                   n_resamples: int, seed: int) -> tuple[float, float]:
-    """The 95% interval of one scale point's seed mean (see `scale_points`)."""
-    lows, highs = group[f"{metric}_ci_low"].to_numpy(float), group[f"{metric}_ci_high"].to_numpy(float)
+def point_interval(items: ItemTable, key: tuple, metric: str, models: list[str], values: np.ndarray,
+                   lows: np.ndarray, highs: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float]:
+    """The 95% interval of one scale point's seed mean from its cells' values and intervals (see `scale_points`)."""
     matrices = items.matrices(key[0], metric, [(key[1], models)])
     if matrices is None:
-        return intervals.seed_mean_interval(group[metric].to_numpy(float), lows, highs)
+        return intervals.seed_mean_interval(values, lows, highs)
     matrix = matrices[0]
     replicates = intervals.hierarchical_replicates(
         [matrix], n_resamples=n_resamples, seed=metrics.seed_for(*key, metric, base=seed))
