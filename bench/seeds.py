@@ -40,8 +40,8 @@ def run_study(seeds: list[int], cores: int, base: Path) -> Path:
 
 
 def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
-    """Per seed: {(task, strategy): largest model's exact match} for the emerged cells; and whether every
-    emerged curve is monotone within `max_drop`."""
+    """Per seed: {(task, strategy): (largest model's exact match, emergence FLOPs)} for the emerged cells; and
+    whether every emerged curve is monotone within `max_drop`."""
     emerged, monotone = {}, True
     for seed, group in cells.groupby("seed"):
         table = emergence_table(group)
@@ -51,7 +51,7 @@ def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
         for row in hits.itertuples():
             curve = finals[(finals.task == row.task) & (finals.strategy == row.strategy)
                            & (finals.family == row.family)].exact_match.to_numpy()
-            emerged[seed][(row.task, row.strategy)] = curve[-1]
+            emerged[seed][(row.task, row.strategy)] = (curve[-1], row.emergence_flops)
             drops = curve[:-1] - curve[1:]
             if len(drops) and drops.max() > max_drop:
                 monotone = False
@@ -68,10 +68,15 @@ def main() -> None:
     args = parser.parse_args()
     cells = pd.read_parquet(run_study(args.seeds, args.cores, args.config))
     emerged, monotone = seed_report(cells, args.max_drop)
-    print(f"\n{'seed':>4}  {'emerged (task, strategy): largest model exact match'}")
+    print(f"\n{'seed':>4}  emerged (task, strategy): largest model's exact match (emergence FLOPs)")
     for seed, hits in emerged.items():
-        listing = ", ".join(f"{task} {strategy}: {em:.3f}" for (task, strategy), em in sorted(hits.items()))
-        print(f"{seed:>4}  {listing or '(none)'}")
+        listing = ", ".join(f"{task} {strategy}: {em:.3f} ({flops:.1e})"
+                            for (task, strategy), (em, flops) in sorted(hits.items()))
+        scales = len({flops for em, flops in hits.values()})
+        print(f"{seed:>4}  {listing or '(none)'}; {scales} distinct emergence scale(s)")
+    fewshot = all(em >= hits[(task, "0shot")][0] for hits in emerged.values()
+                  for (task, strategy), (em, _) in hits.items() if (task, "0shot") in hits)
+    print(f"on the largest model, k-shot at least as good as 0-shot on every emerged subtask: {fewshot}")
     same = len({frozenset(hits) for hits in emerged.values()}) == 1
     print(f"same subtasks emerge in every seed: {same}; no drop over {args.max_drop} between sizes: {monotone}")
     print(f"seed_robust: {str(same and monotone and bool(next(iter(emerged.values())))).lower()}")

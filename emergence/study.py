@@ -17,6 +17,7 @@ from emergence import layout
 from emergence.codeversion import stage_versions
 from emergence.config import task_settings
 from emergence.ladder import plan
+from emergence.ladder.model import training_flops
 from emergence.models.families import external_runs
 from emergence.models.hub import check_hub_reachable
 from emergence.published.cells import file_checksums
@@ -95,6 +96,12 @@ def ladder_runs(family: dict, training_code: str) -> dict:
                 "model_ids": [plan.checkpoint_id(run, step) for step in steps],
             }
     return runs
+
+
+def training_cost(settings: dict) -> float:
+    """A ladder run's planned training compute, 6 N D (what the scheduler orders training jobs by)."""
+    size = plan.model_size(settings["width"], settings["n_ctx"])
+    return training_flops(size.nonembedding_params(), settings["train_tokens"])
 
 
 def external_family_runs(family: dict, models_code: str) -> dict:

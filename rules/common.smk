@@ -7,7 +7,7 @@ from snakemake.utils import min_version, validate
 from emergence import layout
 from emergence.config import SCHEMA_PATH, check_config
 from emergence.provenance import build_report, publish
-from emergence.study import network_problems, plan_study
+from emergence.study import network_problems, plan_study, training_cost
 
 min_version("9.0")
 
@@ -38,6 +38,13 @@ wildcard_constraints:
 
 def runs_from(*sources):
     return [key for key, run in PLAN.runs.items() if run["source"] in sources]
+
+
+def training_priority(wildcards):
+    """Costliest ladder runs first (rank by planned 6ND): on a few cores the widest model's training is the
+    critical path, so it starts at once instead of after the small runs."""
+    cost = lambda key: training_cost(PLAN.runs[key]["settings"])
+    return sorted(runs_from("ladder"), key=cost).index(wildcards.run)
 
 
 def task_source(wildcards):

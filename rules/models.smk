@@ -6,6 +6,7 @@ rule train_ladder:
         layout.log("train_ladder", "{run}"),
     wildcard_constraints:
         run=escaped(runs_from("ladder")),
+    priority: training_priority
     conda:
         "../envs/emergence.yaml"
     threads: config["threads"]["train"]

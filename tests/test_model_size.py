@@ -17,7 +17,7 @@ def test_parameter_counts_match_the_built_model(width):
 def test_depth_and_heads_follow_width():
     sizes = [plan.model_size(w, n_ctx=128) for w in (16, 32, 64, 96, 128, 192, 512)]
     assert [s.n_layer for s in sizes] == [2, 2, 2, 2, 2, 3, 8]
-    assert [s.n_head for s in sizes] == [1, 2, 4, 6, 8, 12, 16]
+    assert [s.n_head for s in sizes] == [2, 4, 8, 12, 16, 16, 16]
     assert sizes[4].nonembedding_params() / sizes[0].nonembedding_params() > 50
 
 
@@ -28,6 +28,8 @@ def test_training_flops_is_six_n_d():
 def test_invalid_width_is_refused_with_the_value():
     with pytest.raises(ValueError, match="got 12"):
         ModelSize.from_width(12, n_ctx=128, vocab_size=99)
+    with pytest.raises(ValueError, match="width 136 does not split into 16 heads.*multiple of 16"):
+        ModelSize.from_width(136, n_ctx=128, vocab_size=99)
 
 
 def test_checkpoints_are_log_spaced_and_end_at_the_last_step():
