@@ -224,6 +224,7 @@ def test_lm_eval_tasks_from_a_folder_run_by_name(tiny_model, tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow  # a whole study (~2 min): .ci/run runs it with `pytest -m slow`
 def test_bigbench_workflow_on_fixture_archive(tmp_path):
     """The rule chain download -> extract -> convert -> evaluate -> aggregate, then a rerun that does nothing."""
     archive = tmp_path / "mirror/bigbench-1.0.0.tar.gz"

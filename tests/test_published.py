@@ -97,6 +97,7 @@ def test_empty_tasks_only_when_every_family_is_published():
 
 
 @pytest.mark.workflow
+@pytest.mark.slow  # the whole preset (~2 min): .ci/run runs it with `pytest -m slow`
 def test_published_preset_real_families(tmp_path):
     snakemake(tmp_path, "--cores", "2", "--configfile", str(PRESET))
     latest = tmp_path / "results/published/latest"
