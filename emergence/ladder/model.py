@@ -36,7 +36,7 @@ class ModelSize:
         match on BIG-bench's 2-digit addition from 1M tokens where 2 x 2 heads sat at 0.08 and 4 x 2 at 0.10; at
         width 96 on a mixture of 2-digit addition and subtraction, 12 heads of 8 left the loss plateau by 1.5-2M
         tokens on both seeds tried (exact match 0.93-1.0 on both subtasks after 3M) where 6 heads of 16 reached
-        0.08-0.47 after 2.5M."""
+        0.11-0.47 after 2.5M."""
         if width < 8 or width % 8:
             raise ValueError(f"ladder width must be a positive multiple of 8, got {width}")
         n_head = min(MAX_HEADS, width // HEAD_DIM)
