@@ -40,11 +40,12 @@ def runs_from(*sources):
     return [key for key, run in PLAN.runs.items() if run["source"] in sources]
 
 
-def training_priority(wildcards):
-    """Costliest ladder runs first (rank by planned 6ND): on a few cores the widest model's training is the
-    critical path, so it starts at once instead of after the small runs."""
-    cost = lambda key: training_cost(PLAN.runs[key]["settings"])
-    return sorted(runs_from("ladder"), key=cost).index(wildcards.run)
+# Costliest ladder runs first (rank by planned 6ND): on a few cores the widest model's training is the critical
+# path, so it starts at once instead of after the small runs.
+TRAINING_RANK = {
+    run: rank
+    for rank, run in enumerate(sorted(runs_from("ladder"), key=lambda key: training_cost(PLAN.runs[key]["settings"])))
+}
 
 
 def task_source(wildcards):

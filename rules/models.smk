@@ -6,7 +6,7 @@ rule train_ladder:
         layout.log("train_ladder", "{run}"),
     wildcard_constraints:
         run=escaped(runs_from("ladder")),
-    priority: training_priority
+    priority: lambda wc: TRAINING_RANK[wc.run]
     conda:
         "../envs/emergence.yaml"
     threads: config["threads"]["train"]
