@@ -1,6 +1,6 @@
 """Evaluate cells (a model run's checkpoints x tasks x strategies) through lm-eval's Python API.
 
-The strategy's lm-eval views (see `emergence.tasks.views`) run in one `simple_evaluate` call on the same
+The strategy's lm-eval views (see `emergence.tasks.views`) run in one lm-eval `evaluate` call on the same
 documents and few-shot exemplars: the generative view gives `generation`/`answer`/`exact_match`/`bleu`, the
 likelihood view `target_logprob`/`is_greedy`; a multiple-choice view the log-likelihood of every choice
 (`choice_logprobs`, `mc_grade`, `p_correct`, `brier_choices`), and under a P(True) strategy `p_true`/`label_true`.
@@ -11,15 +11,18 @@ derived metric can be recomputed from its raw columns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import lm_eval.utils
 import numpy as np
 import pandas as pd
 import torch
-from lm_eval import simple_evaluate
+from lm_eval import evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
@@ -34,6 +37,20 @@ from emergence.tasks.lm_eval_tasks import lm_eval_manager
 from emergence.tasks.views import validate_task_dir, write_views
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _compiled_template(source: str):
+    return lm_eval.utils.env.from_string(source)
+
+
+def _apply_template(template: str, doc: dict) -> str:
+    """lm-eval's `apply_template`, compiling each Jinja template once: lm-eval compiles it anew for every document
+    and exemplar (about 4 ms each), which was a quarter of a ladder evaluation job."""
+    return _compiled_template(template).render(**doc)
+
+
+lm_eval.utils.apply_template = _apply_template  # lm-eval's tasks call it through the module
 
 SAMPLE_COLUMNS = [
     "model", "task", "strategy", "subtask", "doc_id", "prompt", "target", "completion", "generation", "answer",
@@ -102,11 +119,7 @@ def evaluate_run(
             lm = load_lm(model_dir, batch_size, backend, device)
             for cell, (task_meta, views, task_manager, task_names) in prepared.items():
                 strategy = cell.strategy
-                results = simple_evaluate(
-                    model=lm, tasks=task_names, task_manager=task_manager, num_fewshot=strategy.num_fewshot,
-                    bootstrap_iters=0, log_samples=True, limit=limit, random_seed=seed, numpy_random_seed=seed,
-                    torch_random_seed=seed, fewshot_random_seed=seed, verbosity="WARNING",
-                )
+                results = run_lm_eval(lm, task_manager, task_names, strategy.num_fewshot, limit=limit, seed=seed)
                 p_true = strategy.kind == "p_true"
                 frame = cell_frame(results, views, lm, p_true=p_true)
                 if task_meta["random_baseline"] is not None and not p_true:  # the task's chance level
@@ -125,6 +138,21 @@ def evaluate_run(
         with atomic_path(cell.out_path) as tmp:
             tables[-1].to_parquet(tmp, index=False)
     return tables
+
+
+def run_lm_eval(lm, task_manager: TaskManager, task_names: list[str], num_fewshot: int, *, limit: int | None,
+                seed: int) -> dict:
+    """lm-eval's `simple_evaluate` for a ready model: the same seeds, task loading, k-shot and exemplar seed, then
+    lm-eval's `evaluate`, without what `simple_evaluate` adds to its results afterwards (torch's `collect_env`
+    runs pip and other subprocesses on every call, about 3 s; the manifest records the packages once)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    loaded = task_manager.load(task_names)
+    for task in loaded["tasks"].values():
+        task.set_config(key="num_fewshot", value=num_fewshot)
+        task.set_fewshot_seed(seed=seed)
+    return evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=True, verbosity="WARNING")
 
 
 def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence", device: str = "auto"):
