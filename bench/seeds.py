@@ -4,7 +4,9 @@ exact match emerged (the analysis's own verdict on that seed's models alone) and
 on each, and check the claims the README makes:
 
 - the same subtasks emerge in every seed;
-- on an emerged subtask, final exact match never drops by more than `--max-drop` from one size to the next.
+- on an emerged subtask, final exact match never drops by more than `--max-drop` from one size to the next;
+- k-shot against 0-shot on the largest model, item by item: which wins, and whether k-shot is significantly worse
+  (one-sided exact McNemar test on the items only one of them gets right; 250 items resolve about 0.05).
 
 Last line: `seed_robust: true|false`. Usage: `python bench/seeds.py [--seeds 0 1 2] [--cores 2]` (about three
 times the default study's training time).
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from scipy.stats import binomtest
 
 from emergence.analysis import emergence_table
 
@@ -36,7 +39,7 @@ def run_study(seeds: list[int], cores: int, base: Path) -> Path:
     overlay.write_text(yaml.safe_dump(config, sort_keys=False))
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(overlay)],
                    cwd=REPO, check=True)
-    return REPO / "results" / "seeds" / "latest" / "cells.parquet"
+    return REPO / "results" / "seeds" / "latest"
 
 
 def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
@@ -59,6 +62,27 @@ def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
     return emerged, monotone
 
 
+def fewshot_report(samples: pd.DataFrame, emerged: dict, alpha: float = 0.05) -> tuple[bool, bool]:
+    """k-shot against 0-shot on each seed's largest model (final checkpoint), item by item, for every subtask whose
+    k-shot or 0-shot line emerged. Returns (k-shot at least as good on every one, k-shot never significantly worse:
+    one-sided exact McNemar p >= alpha)."""
+    at_least, not_worse = True, True
+    for seed, hits in emerged.items():
+        final = samples[(samples.seed == seed) & samples.final_checkpoint]
+        final = final[final.train_flops == final.train_flops.max()]
+        for task in sorted({task for task, _ in hits}):
+            rows = final[final.task == task].pivot_table(index="doc_id", columns="strategy", values="exact_match")
+            for kshot in [s for s in rows.columns if s != "0shot"]:
+                k_only = int(((rows[kshot] == 1) & (rows["0shot"] == 0)).sum())
+                zero_only = int(((rows[kshot] == 0) & (rows["0shot"] == 1)).sum())
+                p = binomtest(zero_only, k_only + zero_only, 0.5, alternative="greater").pvalue if zero_only else 1.0
+                at_least &= rows[kshot].mean() >= rows["0shot"].mean()
+                not_worse &= p >= alpha
+                print(f"{seed:>4}  {task} {kshot} {rows[kshot].mean():.3f} vs 0shot {rows['0shot'].mean():.3f}: "
+                      f"right only {kshot} {k_only}, only 0shot {zero_only} items (McNemar p = {p:.2f})")
+    return at_least, not_worse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -66,17 +90,18 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--max-drop", type=float, default=0.1)
     args = parser.parse_args()
-    cells = pd.read_parquet(run_study(args.seeds, args.cores, args.config))
-    emerged, monotone = seed_report(cells, args.max_drop)
+    study = run_study(args.seeds, args.cores, args.config)
+    emerged, monotone = seed_report(pd.read_parquet(study / "cells.parquet"), args.max_drop)
     print(f"\n{'seed':>4}  emerged (task, strategy): largest model's exact match (emergence FLOPs)")
     for seed, hits in emerged.items():
         listing = ", ".join(f"{task} {strategy}: {em:.3f} ({flops:.1e})"
                             for (task, strategy), (em, flops) in sorted(hits.items()))
         scales = len({flops for em, flops in hits.values()})
         print(f"{seed:>4}  {listing or '(none)'}; {scales} distinct emergence scale(s)")
-    fewshot = all(em >= hits[(task, "0shot")][0] for hits in emerged.values()
-                  for (task, strategy), (em, _) in hits.items() if (task, "0shot") in hits)
-    print(f"on the largest model, k-shot at least as good as 0-shot on every emerged subtask: {fewshot}")
+    print("\nseed  largest model, k-shot against 0-shot on the same items")
+    at_least, not_worse = fewshot_report(pd.read_parquet(study / "samples.parquet"), emerged)
+    print(f"on the largest model, k-shot at least as good as 0-shot on every emerged subtask: {at_least}; "
+          f"never significantly worse (p < 0.05): {not_worse}")
     same = len({frozenset(hits) for hits in emerged.values()}) == 1
     print(f"same subtasks emerge in every seed: {same}; no drop over {args.max_drop} between sizes: {monotone}")
     print(f"seed_robust: {str(same and monotone and bool(next(iter(emerged.values())))).lower()}")
