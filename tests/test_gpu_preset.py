@@ -17,6 +17,7 @@ def test_gpu_preset_dry_run_plans_every_model(tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow  # the whole preset's workflow (~80 s): .ci/run runs it with `pytest -m slow`
 def test_gpu_preset_runs_on_cpu_at_a_tiny_budget(tmp_path):
     config = yaml.safe_load((REPO / "presets/gpu.yaml").read_text())
     family = config["models"][0]

@@ -159,6 +159,7 @@ def lm_eval_results(model_dir: Path, task_dir: Path, out: Path) -> Path:
 
 
 @pytest.mark.workflow
+@pytest.mark.slow  # three studies and lm-eval's own HF run (~2 min): .ci/run runs it with `pytest -m slow`
 def test_own_lm_eval_results_read_back_and_overlaid(tmp_path, tiny_model):
     model_dir = tmp_path / "adder"
     shutil.copytree(next(p.parent for p in tiny_model.rglob("model.json")), model_dir)
