@@ -150,7 +150,8 @@ def run_lm_eval(lm, task_manager: TaskManager, task_names: list[str], num_fewsho
     torch.manual_seed(seed)
     loaded = task_manager.load(task_names)
     for task in loaded["tasks"].values():
-        task.set_config(key="num_fewshot", value=num_fewshot)
+        if task.get_config("num_fewshot") != 0:  # a task fixed at 0-shot stays so, as in `simple_evaluate`
+            task.set_config(key="num_fewshot", value=num_fewshot)
         task.set_fewshot_seed(seed=seed)
     return evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=0, log_samples=True, verbosity="WARNING")
 
