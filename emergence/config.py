@@ -91,9 +91,14 @@ def _friendly(error: jsonschema.ValidationError, schema: dict) -> str:
 
 
 def _describe(schema: dict) -> str:
-    """`{type: integer, minimum: 1}` -> 'an integer >= 1'; `{const: auto}` -> "'auto'"."""
+    """`{type: integer, minimum: 1}` -> 'an integer >= 1'; `{const: auto}` -> "'auto'"; an enum -> its choices."""
     if "const" in schema:
         return repr(schema["const"])
+    if "enum" in schema:
+        return f"one of {', '.join(map(str, schema['enum']))}"
+    if schema.get("type") == "object" and "enum" in schema.get("propertyNames", {}):
+        names = schema["propertyNames"]["enum"]
+        return f"a mapping of {', '.join(names)} to {_describe(schema.get('additionalProperties', {}))}"
     kind = {"integer": "an integer", "number": "a number", "string": "a string"}.get(schema.get("type"), "a value")
     bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
               if key in schema]
@@ -158,8 +163,11 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"models[{i}] ({family['name']}): a ladder needs 'widths', e.g. [16, 32, 64].")
         if not any(w > 0 for w in family["operations"].values()):
             problems.append(f"models[{i}].operations: every weight is 0; give at least one operation a weight.")
+        formats = data.format_shares(family["example_format"])
+        if not any(w > 0 for w in formats.values()):
+            problems.append(f"models[{i}].example_format: every share is 0; give at least one format a share.")
         for op, weight in family["operations"].items():
-            if op in data.OPERATIONS and family["example_format"] == "scratchpad" and weight > 0 \
+            if op in data.OPERATIONS and formats.get("scratchpad", 0) > 0 and weight > 0 \
                     and data.OPERATIONS[op].scratchpad(1, 1) is None:
                 problems.append(f"models[{i}].operations: {op!r} has no scratchpad format; give it weight 0 or "
                                 f"use example_format: plain.")

@@ -24,7 +24,6 @@ import pandas as pd
 import torch
 from lm_eval import evaluate
 from lm_eval.api.instance import Instance
-from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from scipy.special import softmax
 
@@ -164,6 +163,8 @@ def load_lm(model_dir: Path, batch_size: int | str, backend: str = "emergence", 
     device, dtype = pick_device(device)
     if backend == "emergence":
         return FastLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size)
+    from lm_eval.models.huggingface import HFLM  # imported here: only the stock backend pays for it
+
     return HFLM(pretrained=str(model_dir), tokenizer=str(model_dir), device=device, dtype=dtype,
                 batch_size=batch_size)
 

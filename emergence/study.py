@@ -16,7 +16,7 @@ from pathlib import Path
 from emergence import layout
 from emergence.codeversion import stage_versions
 from emergence.config import task_settings
-from emergence.ladder import plan
+from emergence.ladder import data, plan
 from emergence.ladder.model import training_flops
 from emergence.models.families import external_runs
 from emergence.models.hub import check_hub_reachable
@@ -75,6 +75,7 @@ class StudyPlan:
 
 def ladder_runs(family: dict, training_code: str) -> dict:
     settings = {k: family[k] for k in LADDER_TRAINING_KEYS}
+    settings["example_format"] = data.format_shares(settings["example_format"])  # "plain" means {plain: 1}
     runs = {}
     for width in family["widths"]:
         for seed in family["seeds"]:

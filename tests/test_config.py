@@ -64,6 +64,10 @@ def fault(mutate, message, id):
         (lambda c: c["models"][0].update(example_format="scratchpad",
                                          operations={"addition_2digit": 1, "subtraction_2digit": 1}),
          "'subtraction_2digit' has no scratchpad format"),
+        (lambda c: c["models"][0].update(example_format={"plain": 1, "tenfould": 3}),
+         "example_format = .*tenfould.* is not valid; give one of plain, scratchpad, tenfold or a mapping"),
+        (lambda c: c["models"][0].update(example_format={"plain": 0, "tenfold": 0}),
+         "models\\[0\\].example_format: every share is 0"),
     ],
 )
 def test_bad_config_names_the_problem(mutate, message):

@@ -1,5 +1,6 @@
-"""Nothing the default study evaluates was trained on: every (a, op, b) of every evaluated BIG-bench item (its
-query and every in-context line or exemplar) is absent from every training row of every ladder run."""
+"""Nothing the default study (or the few-shot preset) evaluates was trained on: every (a, op, b) of every
+evaluated BIG-bench item (its query and every in-context line or exemplar) is absent from every training row of
+every ladder run."""
 
 import json
 from pathlib import Path
@@ -20,9 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 ENCODE = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
 
 
-@pytest.fixture(scope="module")
-def default_plan():
-    return plan_study(check_config(yaml.safe_load((REPO / "config.yaml").read_text())), REPO)
+def study_plan(preset: str | None = None):
+    """The plan of config.yaml, or of a preset over it (as `--configfile` overlays top-level keys)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    if preset:
+        config.update(yaml.safe_load((REPO / preset).read_text()))
+    return plan_study(check_config(config), REPO)
 
 
 def evaluated_problems(plan, tmp_path) -> set:
@@ -38,15 +42,16 @@ def evaluated_problems(plan, tmp_path) -> set:
     return problems
 
 
-def test_no_evaluated_problem_is_in_any_training_row(default_plan, tmp_path):
-    evaluated = evaluated_problems(default_plan, tmp_path)
-    assert len(evaluated) == len(default_plan.tasks) * 300 and evaluated <= data.benchmark_problems()
-    # Rows depend on the seed and the corpus settings, not the width, and a shorter run's rows are a prefix of a
-    # longer one's: generate each distinct stream once, as long as its longest run.
+def test_no_evaluated_problem_is_in_any_training_row(tmp_path):
+    plans = [study_plan(), study_plan("presets/fewshot.yaml")]
+    evaluated = set().union(*(evaluated_problems(plan, tmp_path / plan.study) for plan in plans))
+    assert len(evaluated) == len(plans[0].tasks) * 300 and evaluated <= data.benchmark_problems()
+    # Rows depend on the seed and the corpus settings, not the width or the family, and a shorter run's rows are a
+    # prefix of a longer one's: generate each distinct stream once, as long as its longest run.
     streams = {}
-    for run in default_plan.runs.values():
+    for run in (run for plan in plans for run in plan.runs.values()):
         settings = TrainSettings.from_config(run["settings"])
-        key = (settings.seed, settings.operations, settings.n_ctx, settings.batch_rows)
+        key = (settings.seed, settings.operations, settings.example_format, settings.n_ctx, settings.batch_rows)
         if key not in streams or settings.total_steps > streams[key].total_steps:
             streams[key] = settings
     for settings in streams.values():
@@ -69,9 +74,9 @@ def trainable_problems(operations) -> int:
     return count
 
 
-def test_training_rows_use_the_benchmark_format(default_plan, tmp_path):
+def test_training_rows_use_the_benchmark_format():
     """A training row reads like a k-shot prompt of the evaluated tasks, with every answer supervised."""
-    settings = TrainSettings.from_config(next(iter(default_plan.runs.values()))["settings"])
+    settings = TrainSettings.from_config(next(iter(study_plan().runs.values()))["settings"])
     ids, labels, _ = _rows(settings, ENCODE, 4, held_out=False, seed=0)
     for row_ids, row_labels in zip(ids, labels):
         text = "".join(chr(i) for i in row_ids if i)

@@ -1,5 +1,6 @@
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -54,6 +55,29 @@ def test_rows_hold_at_most_examples_per_row():
     examples = data.mixed_examples({"addition_2digit": 1.0}, np.random.default_rng(0), encode, held_out=False)
     ids, _, _ = data.pack_rows(examples, 3, 128, [], pad_id=0, max_examples=1)
     assert all("".join(chr(i) for i in row if i).count("Q:") == 1 for row in ids)
+
+
+def test_example_formats_are_drawn_per_document_in_their_shares():
+    encode = lambda s: [ord(c) for c in s]  # noqa: E731
+    documents = data.arithmetic_episodes({"addition_2digit": 1.0}, np.random.default_rng(0), encode, held_out=False,
+                                         n_ctx=128, max_examples=4, example_format={"plain": 1, "tenfold": 3})
+    tenfold = []
+    for ids, _ in itertools.islice(documents, 400):
+        problems = [(int(a), int(b), int(answer)) for a, b, answer in
+                    re.findall(r"What is (\d+) plus (\d+)\?\nA: (\d+)\n", "".join(chr(i) for i in ids))]
+        assert len(problems) == 4
+        scales = {answer / (a + b) for a, b, answer in problems}
+        assert scales in ({1}, {10})  # one convention per document, every answer in it
+        tenfold.append(scales == {10})
+    assert 0.7 < np.mean(tenfold) < 0.8
+
+
+def test_one_format_draws_nothing_so_a_plain_corpus_is_unchanged():
+    encode = lambda s: [ord(c) for c in s]  # noqa: E731
+    streams = [data.arithmetic_episodes({"addition_2digit": 3.0, "subtraction_2digit": 1.0},
+                                        np.random.default_rng(5), encode, held_out=False, n_ctx=128, max_examples=4,
+                                        example_format=fmt) for fmt in ("plain", {"plain": 1.0, "tenfold": 0.0})]
+    assert list(itertools.islice(streams[0], 50)) == list(itertools.islice(streams[1], 50))
 
 
 @pytest.mark.parametrize("a, b, trace", [(123, 456, "3+6+0=09 2+5+0=07 1+4+0=05 | 579"),

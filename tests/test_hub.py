@@ -315,6 +315,7 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow  # a whole study (~70 s): .ci/run runs it with the other slow tests
 def test_a_hub_family_runs_through_the_workflow_and_downloads_once(hub, tmp_path):
     """`source: hf` in a config: revisions become checkpoints pinned to their commits, evaluated like the ladder's;
     a second run downloads nothing."""

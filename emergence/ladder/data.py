@@ -14,6 +14,7 @@ stable hash, for the generated tasks) are rejected by the training stream, whate
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import operator
 import re
@@ -85,9 +86,13 @@ class Operation:
         return columns
 
     def completion(self, a: int, b: int, example_format: str) -> str:
-        """What follows the query: the answer ("plain") or the scratchpad ending in the answer."""
+        """What follows the query: the answer ("plain"), ten times the answer ("tenfold": a document's own
+        convention, as amounts stated in tenths, that its question does not state) or the scratchpad ending in
+        the answer."""
         if example_format == "plain":
             return str(self.apply(a, b))
+        if example_format == "tenfold":
+            return str(10 * self.apply(a, b))
         trace = self.scratchpad(a, b)
         if example_format != "scratchpad" or trace is None:
             raise ValueError(f"no {example_format!r} completion for '{self.word}'; valid formats: "
@@ -95,7 +100,7 @@ class Operation:
         return trace
 
 
-EXAMPLE_FORMATS = ("plain", "scratchpad")
+EXAMPLE_FORMATS = ("plain", "scratchpad", "tenfold")
 
 OPERATIONS: dict[str, Operation] = {
     "addition_2digit": Operation("plus", 2, operator.add, "+"),
@@ -269,21 +274,31 @@ def mixed_examples(
         yield encode_example(op.question(a, b), op.completion(a, b, example_format), encode)
 
 
+def format_shares(example_format: str | dict[str, float]) -> dict[str, float]:
+    """A family's `example_format` as per-document shares: one format name means every document."""
+    return {example_format: 1.0} if isinstance(example_format, str) else dict(example_format)
+
+
 def arithmetic_episodes(
     weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, held_out: bool,
-    n_ctx: int, max_examples: int, example_format: str = "plain",
+    n_ctx: int, max_examples: int, example_format: str | dict[str, float] = "plain",
 ) -> Iterator[Encoded]:
-    """An endless stream of `arithmetic` documents shaped like k-shot prompts: examples of one operation (drawn
-    per document in proportion to its weight), as many as fit in `n_ctx` up to `max_examples`."""
-    streams = {name: mixed_examples({name: 1.0}, rng, encode, held_out=held_out, example_format=example_format)
-               for name, w in weights.items() if w > 0}
+    """An endless stream of `arithmetic` documents shaped like k-shot prompts: examples of one operation and one
+    example format (each drawn per document in proportion to its weight), as many as fit in `n_ctx` up to
+    `max_examples`."""
+    shares = {fmt: w for fmt, w in format_shares(example_format).items() if w > 0}
+    streams = {(name, fmt): mixed_examples({name: 1.0}, rng, encode, held_out=held_out, example_format=fmt)
+               for name, w in weights.items() if w > 0 for fmt in shares}
+    # a single format draws nothing from `rng`, so a one-format corpus is the stream it was before mixtures
+    formats = _weighted(shares, rng) if len(shares) > 1 else itertools.repeat(next(iter(shares)))
     pending = {}
     for name in _weighted(weights, rng):
-        ids, spans = pending.pop(name, None) or next(streams[name])
+        stream = (name, next(formats))
+        ids, spans = pending.pop(stream, None) or next(streams[stream])
         while len(spans) < max_examples:
-            more = next(streams[name])
+            more = next(streams[stream])
             if len(ids) + len(more[0]) > n_ctx:
-                pending[name] = more  # starts the next document of this operation
+                pending[stream] = more  # starts the next document of this operation and format
                 break
             spans += [(len(ids) + first, len(ids) + end) for first, end in more[1]]
             ids = ids + more[0]
@@ -313,7 +328,7 @@ def modified_documents(
 
 def training_documents(document: str, weights: dict[str, float], rng: np.random.Generator,
                        encode: Callable[[str], list[int]], *, held_out: bool, n_ctx: int, max_examples: int,
-                       example_format: str = "plain") -> tuple[Iterator[Encoded], str]:
+                       example_format: str | dict[str, float] = "plain") -> tuple[Iterator[Encoded], str]:
     """The document stream of a corpus format and the text between consecutive documents in a row (each
     document already ends in STOP): BIG-bench's few-shot separator less that stop."""
     if document == "modified_arithmetic":

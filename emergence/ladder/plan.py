@@ -20,22 +20,23 @@ def model_size(width: int, n_ctx: int) -> ModelSize:
 
 @functools.cache
 def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations: tuple[tuple[str, float], ...],
-                    example_format: str = "plain", rows: int = 400) -> float:
+                    example_format: tuple[tuple[str, float], ...] = (("plain", 1.0),), rows: int = 400) -> float:
     """Mean real (non-pad) tokens of a packed training row, measured by packing `rows` rows of the real corpus
     (characters are the ladder's tokens, so no tokenizer is needed)."""
     encode = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
     documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0), encode,
                                                    held_out=False, n_ctx=n_ctx, max_examples=examples_per_row,
-                                                   example_format=example_format)
+                                                   example_format=dict(example_format))
     _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode(separator), pad_id=0,
                                     max_examples=examples_per_row)
     return n_tokens / rows
 
 
 def total_steps(train_tokens: int, batch_rows: int, n_ctx: int, examples_per_row: int, document: str,
-                operations: dict[str, float], example_format: str = "plain") -> int:
+                operations: dict[str, float], example_format: str | dict[str, float] = "plain") -> int:
     """Optimizer steps for a token budget (the tokens actually seen are counted during training)."""
-    per_row = mean_row_tokens(n_ctx, examples_per_row, document, tuple(sorted(operations.items())), example_format)
+    per_row = mean_row_tokens(n_ctx, examples_per_row, document, tuple(sorted(operations.items())),
+                              tuple(sorted(data.format_shares(example_format).items())))
     return max(1, math.ceil(train_tokens / (batch_rows * per_row)))
 
 

@@ -44,7 +44,7 @@ class TrainSettings:
     operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
     document: str = "arithmetic"  # or "modified_arithmetic": BIG-bench's formats (see `data`)
     examples_per_row: int = 64  # at most; rows hold as many documents as fit, as k-shot prompts do
-    example_format: str = "plain"  # or "scratchpad": per-digit work with carries before the answer
+    example_format: tuple[tuple[str, float], ...] = (("plain", 1.0),)  # (format, per-document share); see data
     heldout_rows: int = 64
     threads: int = 1
     device: str = "cpu"  # or "cuda": bf16 autocast (the GPU preset)
@@ -57,12 +57,13 @@ class TrainSettings:
         for rule in ("lr_scaling_width", "token_width_exponent"):  # applied by the plan: `lr` and `train_tokens`
             values.pop(rule, None)  # are the run's own (plan.peak_lr, plan.run_tokens)
         values["operations"] = tuple(sorted(values["operations"].items()))
+        values["example_format"] = tuple(sorted(data.format_shares(values.get("example_format", "plain")).items()))
         return cls(**values)
 
     @property
     def total_steps(self) -> int:
         return plan.total_steps(self.train_tokens, self.batch_rows, self.n_ctx, self.examples_per_row,
-                                self.document, dict(self.operations), self.example_format)
+                                self.document, dict(self.operations), dict(self.example_format))
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -87,7 +88,7 @@ def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
     rng = np.random.default_rng(seed)
     documents, separator = data.training_documents(s.document, dict(s.operations), rng, encode, held_out=held_out,
                                                    n_ctx=s.n_ctx, max_examples=s.examples_per_row,
-                                                   example_format=s.example_format)
+                                                   example_format=dict(s.example_format))
     return data.pack_rows(documents, n_rows, s.n_ctx, encode(separator), pad_id=0, max_examples=s.examples_per_row)
 
 
