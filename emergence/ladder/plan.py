@@ -33,10 +33,11 @@ def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations
 
 
 def total_steps(train_tokens: int, batch_rows: int, n_ctx: int, examples_per_row: int, document: str,
-                operations: dict[str, float], example_format: str | dict[str, float] = "plain") -> int:
-    """Optimizer steps for a token budget (the tokens actually seen are counted during training)."""
+                operations: dict[str, float], example_format: dict[str, float]) -> int:
+    """Optimizer steps for a token budget (the tokens actually seen are counted during training);
+    `example_format` as per-document shares (`data.format_shares`)."""
     per_row = mean_row_tokens(n_ctx, examples_per_row, document, tuple(sorted(operations.items())),
-                              tuple(sorted(data.format_shares(example_format).items())))
+                              tuple(sorted(example_format.items())))
     return max(1, math.ceil(train_tokens / (batch_rows * per_row)))
 
 
