@@ -8,8 +8,8 @@ on each, and check the claims the README makes:
 - k-shot against 0-shot on the largest model, item by item: which wins, and whether k-shot is significantly worse
   (one-sided exact McNemar test on the items only one of them gets right; 250 items resolve about 0.05).
 
-Last line: `seed_robust: true|false`. Usage: `python bench/seeds.py [--seeds 0 1 2] [--cores 2]` (about three
-times the default study's training time).
+Last line: `seed_robust: true|false`. Usage: `python bench/seeds.py [--seeds 0 1 2] [--cores 2] [--workdir DIR]`
+(about three times the default study's training time; results go under DIR, by default this checkout).
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ from emergence.analysis import emergence_table
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_study(seeds: list[int], cores: int, base: Path) -> Path:
-    """Run the base config with the given seeds as study `seeds`; return its cells.parquet."""
+def run_study(seeds: list[int], cores: int, base: Path, workdir: Path) -> Path:
+    """Run the base config with the given seeds as study `seeds` in `workdir`; return its results folder."""
     config = yaml.safe_load(base.read_text())
     for family in config["models"]:
         family["seeds"] = seeds
     config["study"] = "seeds"
-    overlay = REPO / "results" / "seeds-config.yaml"
+    overlay = workdir / "results" / "seeds-config.yaml"
     overlay.parent.mkdir(parents=True, exist_ok=True)
     overlay.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(overlay)],
-                   cwd=REPO, check=True)
-    return REPO / "results" / "seeds" / "latest"
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                    str(workdir), "--cores", str(cores), "--configfile", str(overlay)], check=True)
+    return workdir / "results" / "seeds" / "latest"
 
 
 def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
@@ -89,8 +89,9 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--max-drop", type=float, default=0.1)
+    parser.add_argument("--workdir", type=Path, default=REPO, help="where results/ goes (default: this checkout)")
     args = parser.parse_args()
-    study = run_study(args.seeds, args.cores, args.config)
+    study = run_study(args.seeds, args.cores, args.config.resolve(), args.workdir.resolve())
     emerged, monotone = seed_report(pd.read_parquet(study / "cells.parquet"), args.max_drop)
     print(f"\n{'seed':>4}  emerged (task, strategy): largest model's exact match (emergence FLOPs)")
     for seed, hits in emerged.items():

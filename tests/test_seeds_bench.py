@@ -1,0 +1,38 @@
+"""bench/seeds.py on the smoke study with two seeds: the seed dimension of the real workflow, and the report."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+
+@pytest.mark.workflow
+@pytest.mark.slow  # a whole study with two seeds (~3 min): .ci/run runs it with `pytest -m slow`
+def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench/seeds.py"), "--config", str(REPO / "tests/configs/smoke.yaml"),
+         "--seeds", "0", "1", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    overlay = yaml.safe_load((tmp_path / "results/seeds-config.yaml").read_text())
+    assert overlay["study"] == "seeds" and overlay["models"][0]["seeds"] == [0, 1]
+
+    latest = tmp_path / "results/seeds/latest"
+    cells = pd.read_parquet(latest / "cells.parquet")
+    smoke = yaml.safe_load((REPO / "tests/configs/smoke.yaml").read_text())
+    per_seed = len(smoke["models"][0]["widths"]) * smoke["models"][0]["checkpoints"] * len(smoke["tasks"]) * 2
+    assert cells.groupby("seed").size().to_dict() == {0: per_seed, 1: per_seed}
+    table = pd.read_csv(latest / "tables/emergence.csv")
+    assert (table.n_seeds == 2).all()  # the study's verdicts pool both seeds
+
+    # one line per seed (a 60k-token ladder learns nothing: no subtask emerges), then the verdict
+    assert re.search(r"^\s+0  \(none\); 0 distinct emergence scale\(s\)$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\s+1  \(none\); 0 distinct emergence scale\(s\)$", proc.stdout, re.M), proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "seed_robust: false"
