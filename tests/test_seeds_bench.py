@@ -27,7 +27,8 @@ def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
     latest = tmp_path / "results/seeds/latest"
     cells = pd.read_parquet(latest / "cells.parquet")
     smoke = yaml.safe_load((REPO / "tests/configs/smoke.yaml").read_text())
-    per_seed = len(smoke["models"][0]["widths"]) * smoke["models"][0]["checkpoints"] * len(smoke["tasks"]) * 2
+    ladder = smoke["models"][0]
+    per_seed = len(ladder["widths"]) * ladder["checkpoints"] * len(smoke["tasks"]) * len(smoke["strategies"])
     assert cells.groupby("seed").size().to_dict() == {0: per_seed, 1: per_seed}
     table = pd.read_csv(latest / "tables/emergence.csv")
     assert (table.n_seeds == 2).all()  # the study's verdicts pool both seeds
