@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # the tests' hub: none, unless a test serves one
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
@@ -15,8 +16,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     """Run the real workflow of this checkout (or of a copy of it in `repo`, its own package first on the path) with
     `workdir` as its working directory (offline hub unless `env` says otherwise: a value of None removes a
     variable)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           **({"PYTHONPATH": str(repo)} if repo != REPO else {}), **(env or {})}
+    env = {**os.environ, **OFFLINE, **({"PYTHONPATH": str(repo)} if repo != REPO else {}), **(env or {})}
     env = {key: value for key, value in env.items() if value is not None}
     proc = subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir), *args],

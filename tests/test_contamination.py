@@ -2,6 +2,7 @@
 evaluated BIG-bench item (its query and every in-context line or exemplar) is absent from every training row of
 every ladder run."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENCODE = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
 
 
+@functools.cache  # both tests read the default's plan
 def study_plan(preset: str | None = None):
     """The plan of config.yaml, or of a preset over it (as `--configfile` overlays top-level keys)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())

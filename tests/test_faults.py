@@ -29,7 +29,7 @@ from emergence.study import plan_study
 from emergence.tasks import bigbench, lm_eval_tasks
 from emergence.tasks.arithmetic import write_arithmetic_task
 from emergence.tasks.views import validate_task_dir
-from tests.conftest import REPO, SNAKEMAKE, snakemake
+from tests.conftest import OFFLINE, REPO, SNAKEMAKE, snakemake
 from tests.hub_server import closed_port_url
 
 pytestmark = pytest.mark.faults
@@ -241,7 +241,7 @@ def test_kill_9_during_a_parquet_write_leaves_the_old_file_and_no_parquet(tmp_pa
 # -------------------------------------------------------------------------------------------------- workflow
 def start(workdir: Path, *args: str) -> subprocess.Popen:
     """The tiny study up to `aggregate` in the background, in its own process group (output in workdir/run.log)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, **OFFLINE}
     with open(workdir / "run.log", "w") as log:
         return subprocess.Popen([*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                                  "--configfile", str(TINY), "--cores", "1", *args, "aggregate"],

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import OFFLINE, REPO
 
 
 @pytest.mark.workflow
@@ -18,7 +18,7 @@ def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench/seeds.py"), "--config", str(REPO / "tests/configs/smoke.yaml"),
          "--seeds", "0", "1", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        capture_output=True, text=True, env={**os.environ, **OFFLINE},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     overlay = yaml.safe_load((tmp_path / "results/seeds-config.yaml").read_text())

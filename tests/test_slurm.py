@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SNAKEMAKE
+from tests.conftest import OFFLINE, REPO, SNAKEMAKE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -287,7 +287,7 @@ def test_smoke_study_through_the_slurm_profile(slurm_cluster, request, tmp_path)
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--profile", str(REPO / "profiles/slurm"), "--configfile", str(REPO / "tests/configs/smoke.yaml"),
            *RIG_ARGS, "--set-threads", f"make_task={threads['make_task']}"]
-    env = {**slurm_cluster.env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**slurm_cluster.env, **OFFLINE}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
