@@ -17,6 +17,16 @@ def test_training_stream_never_yields_a_held_out_problem():
             assert not data.is_held_out(op, a, b)
 
 
+@pytest.mark.parametrize("weights", [{"a": 3.0, "b": 1.0}, {"a": 1.0}, {"a": 0.2, "b": 0.0, "c": 0.7, "d": 0.1}])
+def test_weighted_draws_are_numpys_weighted_choice(weights):
+    """The corpus stream, and with it every trained model, is the one `rng.choice` drew before the fast path."""
+    names = [name for name, w in weights.items() if w > 0]
+    p = np.array([weights[name] for name in names])
+    reference = np.random.default_rng(7)
+    expected = [names[int(reference.choice(len(names), p=p / p.sum()))] for _ in range(5000)]
+    assert list(itertools.islice(data._weighted(weights, np.random.default_rng(7)), 5000)) == expected
+
+
 def test_task_items_are_held_out_distinct_and_disjoint_across_splits(tmp_path):
     for op in data.OPERATIONS:
         write_arithmetic_task(op, tmp_path / op, n_eval=300, n_fewshot_pool=40, seed=7)

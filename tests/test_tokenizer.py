@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer
 
-from emergence.ladder.tokenizer import ALPHABET, build_char_tokenizer
+from emergence.ladder.tokenizer import ALPHABET, build_char_tokenizer, encode_chars
 
 TEXT = "Q: What is 123 plus 456?\nA: 579\n\nQ: What is 12 times 34?\nA:"
 
@@ -23,3 +23,8 @@ def test_saved_tokenizer_loads_with_autotokenizer(tmp_path):
 def test_unknown_characters_map_to_unk():
     tok = build_char_tokenizer()
     assert tok.encode("é", add_special_tokens=False) == [tok.unk_token_id]
+
+
+def test_the_fast_encoder_gives_the_tokenizers_ids():
+    text = ALPHABET + TEXT + "é\t\r€"  # every character, and characters outside the alphabet
+    assert encode_chars(text) == build_char_tokenizer().encode(text, add_special_tokens=False)

@@ -256,10 +256,15 @@ def pack_rows(
 
 
 def _weighted(weights: dict[str, float], rng: np.random.Generator) -> Iterator[str]:
+    """Names drawn in proportion to their weights: the draws of `rng.choice(len(names), p=p)`, step for step
+    (one uniform per draw, searched in the same normalised cdf), without its per-call checks, which took a
+    quarter of the time to build a corpus."""
     names = [name for name, w in weights.items() if w > 0]
     p = np.array([weights[name] for name in names], dtype=float)
+    cdf = (p / p.sum()).cumsum()
+    cdf /= cdf[-1]
     while True:
-        yield names[int(rng.choice(len(names), p=p / p.sum()))]
+        yield names[int(cdf.searchsorted(rng.random(), side="right"))]
 
 
 def mixed_examples(

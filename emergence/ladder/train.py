@@ -13,7 +13,7 @@ import torch
 
 from emergence.ladder import data, plan
 from emergence.ladder.model import training_flops
-from emergence.ladder.tokenizer import build_char_tokenizer
+from emergence.ladder.tokenizer import build_char_tokenizer, encode_chars
 from emergence.models import modeldir
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,13 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
         raise RuntimeError(f"run {s.run}: device 'cuda' asked for (models[].device) but torch sees no GPU here; "
                            f"set the family's device to cpu or run where a GPU is.")
     tokenizer = build_char_tokenizer()
-    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     size = plan.model_size(s.width, s.n_ctx)
     model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).to(s.device)
     # bf16 matrix units on a GPU (float32 master weights); float32 on the CPU, where bf16 is slower
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device == "cuda")
 
-    train_ids, train_labels, _ = _rows(s, encode, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
-    heldout_ids, heldout_labels, _ = _rows(s, encode, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
+    train_ids, train_labels, _ = _rows(s, encode_chars, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
+    heldout_ids, heldout_labels, _ = _rows(s, encode_chars, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
     heldout_ids = torch.from_numpy(heldout_ids).to(s.device)
     heldout_labels = torch.from_numpy(heldout_labels).to(s.device)
     tokens_per_row = (train_ids != 0).sum(axis=1)
