@@ -9,7 +9,7 @@ import numpy as np
 
 from emergence.ladder import data
 from emergence.ladder.model import ModelSize
-from emergence.ladder.tokenizer import ALPHABET
+from emergence.ladder.tokenizer import ALPHABET, encode_chars
 
 VOCAB_SIZE = len(ALPHABET) + 3  # the tokenizer's specials plus one token per character
 
@@ -22,12 +22,11 @@ def model_size(width: int, n_ctx: int) -> ModelSize:
 def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations: tuple[tuple[str, float], ...],
                     example_format: tuple[tuple[str, float], ...] = (("plain", 1.0),), rows: int = 400) -> float:
     """Mean real (non-pad) tokens of a packed training row, measured by packing `rows` rows of the real corpus
-    (characters are the ladder's tokens, so no tokenizer is needed)."""
-    encode = lambda text: [ord(ch) for ch in text]  # noqa: E731  one positive id per character, as the tokenizer
-    documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0), encode,
-                                                   held_out=False, n_ctx=n_ctx, max_examples=examples_per_row,
-                                                   example_format=dict(example_format))
-    _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode(separator), pad_id=0,
+    (the ladder's own ids, without the tokenizer's import)."""
+    documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0),
+                                                   encode_chars, held_out=False, n_ctx=n_ctx,
+                                                   max_examples=examples_per_row, example_format=dict(example_format))
+    _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode_chars(separator), pad_id=0,
                                     max_examples=examples_per_row)
     return n_tokens / rows
 
