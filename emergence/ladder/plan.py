@@ -9,9 +9,9 @@ import numpy as np
 
 from emergence.ladder import data
 from emergence.ladder.model import ModelSize
-from emergence.ladder.tokenizer import ALPHABET, encode_chars
+from emergence.ladder.tokenizer import VOCAB, encode_chars
 
-VOCAB_SIZE = len(ALPHABET) + 3  # the tokenizer's specials plus one token per character
+VOCAB_SIZE = len(VOCAB)  # the tokenizer's specials plus one token per character
 
 
 def model_size(width: int, n_ctx: int) -> ModelSize:
