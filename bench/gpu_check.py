@@ -106,9 +106,9 @@ def check_oom_halving() -> bool:
     warnings = [r.getMessage() for r in records if "memory" in r.getMessage().lower()]
     diff = np.abs(halved - reference).max() / np.abs(reference).max()
     return report("out-of-memory halving (Pythia-1B shape, 5 GB cap, 256 rows x ~1520 tokens)",
-                  bool(warnings) and big.max_rows is not None and big.max_rows < 256 and diff < 0.01,
+                  bool(warnings) and big.engine.max_rows is not None and big.engine.max_rows < 256 and diff < 0.01,
                   f"{len(warnings)} halvings logged ({warnings[-1] if warnings else 'none'}); rows now "
-                  f"{big.max_rows}; relative difference to batch 4: {diff:.2e}; {seconds:.1f} s")
+                  f"{big.engine.max_rows}; relative difference to batch 4: {diff:.2e}; {seconds:.1f} s")
 
 
 def main() -> int:

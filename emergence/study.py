@@ -38,7 +38,7 @@ def keyed(name: str, spec) -> str:
 LADDER_TRAINING_KEYS = (
     "train_tokens", "batch_rows", "examples_per_row", "n_ctx", "lr", "weight_decay", "grad_clip",
     "warmup_fraction", "checkpoints", "first_checkpoint_fraction", "operations", "example_format", "document",
-    "device", "lr_scaling_width", "token_width_exponent",
+    "device", "lr_scaling_width", "token_width_exponent", "plus_one_share",
 )
 
 

@@ -68,6 +68,8 @@ def fault(mutate, message, id):
          "example_format = .*tenfould.* is not valid; give one of plain, scratchpad, tenfold or a mapping"),
         (lambda c: c["models"][0].update(example_format={"plain": 0, "tenfold": 0}),
          "models\\[0\\].example_format: every share is 0"),
+        (lambda c: c["models"][0].update(plus_one_share=1.5),
+         "models\\[0\\].plus_one_share = 1.5 is out of range: 1.5 is greater than the maximum of 1"),
     ],
 )
 def test_bad_config_names_the_problem(mutate, message):

@@ -90,6 +90,24 @@ def test_one_format_draws_nothing_so_a_plain_corpus_is_unchanged():
     assert list(itertools.islice(streams[0], 50)) == list(itertools.islice(streams[1], 50))
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_plus_one_share_is_the_share_of_modified_documents_whose_results_carry_plus_one(share):
+    """From the family setting to the training rows: each modified_arithmetic document is +0 or +1 throughout,
+    +1 in the configured share of documents."""
+    from emergence.ladder.train import TrainSettings, _rows
+
+    settings = TrainSettings.from_config({"width": 16, "document": "modified_arithmetic", "n_ctx": 256,
+                                          "operations": {"addition_3digit": 1.0}, "plus_one_share": share})
+    ids, _, _ = _rows(settings, lambda text: [ord(ch) for ch in text], 800, held_out=False, seed=0)
+    offsets = []
+    for row in ids:
+        lines = re.findall(r"(\d+) \+ (\d+) -> (\d+)", "".join(chr(i) for i in row if i))
+        document = {int(c) - int(a) - int(b) for a, b, c in lines}
+        assert len(lines) == 6 and len(document) == 1  # one document per 256-token row, one modification
+        offsets.append(document.pop())
+    assert set(offsets) <= {0, 1} and abs(np.mean(offsets) - share) < 0.04
+
+
 @pytest.mark.parametrize("a, b, trace", [(123, 456, "3+6+0=09 2+5+0=07 1+4+0=05 | 579"),
                                          (999, 999, "9+9+0=18 9+9+1=19 9+9+1=19 | 1998")])
 def test_scratchpad_is_fixed_width_least_significant_digit_first(a, b, trace):

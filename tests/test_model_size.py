@@ -57,7 +57,7 @@ def test_ladder_runs_carry_their_own_peak_lr_and_tokens():
               "examples_per_row": 64, "n_ctx": 128, "lr": 3e-3, "lr_scaling_width": 64, "token_width_exponent": 1,
               "weight_decay": 0.1, "grad_clip": 1.0, "warmup_fraction": 0.05, "checkpoints": 2,
               "first_checkpoint_fraction": 0.25, "operations": {"addition_2digit": 1}, "example_format": "plain",
-              "document": "arithmetic", "device": "cpu"}
+              "document": "arithmetic", "device": "cpu", "plus_one_share": 0.5}
     settings = {run["settings"]["width"]: run["settings"] for run in ladder_runs(family, "code").values()}
     assert (settings[32]["lr"], settings[32]["train_tokens"]) == (3e-3, 200_000)
     assert (settings[128]["lr"], settings[128]["train_tokens"]) == (pytest.approx(1.5e-3), 800_000)

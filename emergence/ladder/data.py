@@ -312,13 +312,15 @@ def arithmetic_episodes(
 
 def modified_documents(
     weights: dict[str, float], rng: np.random.Generator, encode: Callable[[str], list[int]], *, lines: int = 6,
-    modifiers: tuple[int, ...] = (0, 1),
+    plus_one_share: float = 0.5,
 ) -> Iterator[Encoded]:
-    """An endless stream of `modified_arithmetic` documents: the header, then `lines` lines of one operation with
-    one modifier added to every result (drawn per document), every result supervised. Operands 0..999 as in
-    BIG-bench's items; benchmark problems are never drawn."""
+    """An endless stream of `modified_arithmetic` documents: the header, then `lines` lines of one operation,
+    every result supervised. A share `plus_one_share` of the documents (drawn per document) add 1 to every
+    result, the rest are ordinary arithmetic: below 0.5, ordinary arithmetic is the prior that a pretrained
+    model brings, and only the lines before a query can tell that +1 applies. Operands 0..999 as in BIG-bench's
+    items; benchmark problems are never drawn."""
     for name in _weighted(weights, rng):
-        op, modifier = OPERATIONS[name], modifiers[int(rng.integers(len(modifiers)))]
+        op, modifier = OPERATIONS[name], int(rng.random() < plus_one_share)
         ids, spans = encode(MODIFIED_HEADER), []
         while len(spans) < lines:
             a, b = (int(x) for x in rng.integers(0, MODIFIED_OPERAND_LIMIT, size=2))
@@ -333,10 +335,12 @@ def modified_documents(
 
 def training_documents(document: str, weights: dict[str, float], rng: np.random.Generator,
                        encode: Callable[[str], list[int]], *, held_out: bool, n_ctx: int, max_examples: int,
-                       example_format: str | dict[str, float] = "plain") -> tuple[Iterator[Encoded], str]:
+                       example_format: str | dict[str, float] = "plain",
+                       plus_one_share: float = 0.5) -> tuple[Iterator[Encoded], str]:
     """The document stream of a corpus format and the text between consecutive documents in a row (each
     document already ends in STOP): BIG-bench's few-shot separator less that stop."""
     if document == "modified_arithmetic":
-        return modified_documents(weights, rng, encode), "\n"  # separator "\n\n" in BIG-bench's task
+        # separator "\n\n" in BIG-bench's task
+        return modified_documents(weights, rng, encode, plus_one_share=plus_one_share), "\n"
     return arithmetic_episodes(weights, rng, encode, held_out=held_out, n_ctx=n_ctx, max_examples=max_examples,
                                example_format=example_format), EXAMPLE_SEPARATOR.removeprefix(STOP)

@@ -43,6 +43,7 @@ class TrainSettings:
     first_checkpoint_fraction: float = 1 / 16
     operations: tuple[tuple[str, float], ...] = tuple((op, 1.0) for op in data.OPERATIONS)  # (name, weight)
     document: str = "arithmetic"  # or "modified_arithmetic": BIG-bench's formats (see `data`)
+    plus_one_share: float = 0.5  # modified_arithmetic: the documents whose results carry the hidden +1
     examples_per_row: int = 64  # at most; rows hold as many documents as fit, as k-shot prompts do
     example_format: tuple[tuple[str, float], ...] = (("plain", 1.0),)  # (format, per-document share); see data
     heldout_rows: int = 64
@@ -88,7 +89,8 @@ def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
     rng = np.random.default_rng(seed)
     documents, separator = data.training_documents(s.document, dict(s.operations), rng, encode, held_out=held_out,
                                                    n_ctx=s.n_ctx, max_examples=s.examples_per_row,
-                                                   example_format=dict(s.example_format))
+                                                   example_format=dict(s.example_format),
+                                                   plus_one_share=s.plus_one_share)
     return data.pack_rows(documents, n_rows, s.n_ctx, encode(separator), pad_id=0, max_examples=s.examples_per_row)
 
 
@@ -141,6 +143,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
         [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=s.lr,
         betas=s.betas,
+        fused=True if s.device == "cuda" else None,  # one kernel for all parameters: launches bound small models
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
