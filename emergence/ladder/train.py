@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,6 +125,12 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
     if s.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"run {s.run}: device 'cuda' asked for (models[].device) but torch sees no GPU here; "
                            f"set the family's device to cpu or run where a GPU is.")
+    if s.device == "cuda":
+        # One setting, one set of weights on a GPU type: two H200 runs of one setting parted by step 500 without
+        # this (docs/benchmarks.md). cuBLAS needs a fixed workspace for it; a kernel with no deterministic form
+        # warns instead of failing the run.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     tokenizer = build_char_tokenizer()
     size = plan.model_size(s.width, s.n_ctx)
     model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).to(s.device)
