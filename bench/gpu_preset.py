@@ -12,7 +12,6 @@ gets alone; `--mfu-tokens` then trains the widest model alone on that many token
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,11 @@ def run_preset(config: dict, cores: int, workdir: Path) -> float:
 
 def training_table(workdir: Path, model_ids: set[str]) -> pd.DataFrame:
     """The final checkpoint's training record of each run of the study (from its model.json)."""
+    from emergence.models.modeldir import METADATA_FILE, read_metadata
+
     rows = []
-    for path in (workdir / "results" / "models").glob("*/step*/model.json"):
-        meta = json.loads(path.read_text())
+    for path in (workdir / "results" / "models").glob(f"*/*/{METADATA_FILE}"):
+        meta = read_metadata(path.parent)
         if meta["model_id"] in model_ids and meta["final_checkpoint"]:
             rows.append({"run": meta["run"], "width": meta["size"]["width"], "layers": meta["size"]["n_layer"],
                          "nonemb_params": meta["nonembedding_params"], "tokens": meta["train_tokens"],
