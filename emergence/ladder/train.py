@@ -122,10 +122,10 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
     s = settings
     torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
-    if s.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"run {s.run}: device 'cuda' asked for (models[].device) but torch sees no GPU here; "
-                           f"set the family's device to cpu or run where a GPU is.")
     if s.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"run {s.run}: device 'cuda' asked for (models[].device) but torch sees no GPU "
+                               f"here; set the family's device to cpu or run where a GPU is.")
         # One setting, one set of weights on a GPU type: two H200 runs of one setting parted by step 500 without
         # this (docs/benchmarks.md). cuBLAS needs a fixed workspace for it; a kernel with no deterministic form
         # warns instead of failing the run.
