@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from emergence.io import atomic_path, read_json, write_json
+from emergence.machine import machine
 from emergence.models.modeldir import checkpoint_dirs, read_metadata
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm_eval", "snakemake", "pandas", "pyarrow", "numpy", "scipy",
@@ -46,8 +47,9 @@ def git_commit(basedir: str | Path) -> str | None:
 def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, version: str, code_hash: str,
                    code_versions: dict, basedir: str | Path, model_roots: list, task_dirs: list,
                    published: dict | None = None) -> dict:
-    """Record what produced a version: config, code (each stage's code version), packages, every model's
-    metadata, every task's checksums, the sha256 of every published family's result files.
+    """Record what produced a version: config, code (each stage's code version), packages, the machine, every
+    model's metadata (with the machine that trained it), every task's checksums, the sha256 of every published
+    family's result files.
 
     The effective config is also written as YAML: `--configfile <version>/config.yaml` reproduces the version.
     """
@@ -65,6 +67,7 @@ def write_manifest(path: str | Path, config_path: str | Path, *, config: dict, v
         "code_versions": code_versions,
         "git_commit": git_commit(basedir),
         "packages": package_versions(),
+        "machine": machine(),
         "models": models,
         "tasks": {meta["task"]: meta for meta in (read_json(Path(d) / "task.json") for d in task_dirs)},
         "published": published or {},

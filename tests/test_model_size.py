@@ -81,6 +81,7 @@ def test_training_is_deterministic_and_writes_loadable_checkpoints(tmp_path):
     assert meta["train_flops"] == 6 * meta["nonembedding_params"] * meta["train_tokens"]
     assert abs(meta["train_tokens"] - settings.train_tokens) < settings.batch_rows * settings.n_ctx  # a step
     assert meta["heldout_loss"] > 0 and meta["train_loss"] > 0
+    assert meta["machine"]["torch_cpu_capability"] and meta["machine"]["threads"] == 1 and meta["machine"]["arch"]
     model = AutoModelForCausalLM.from_pretrained(final)
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert model.config.hidden_size == 16 and tokenizer.decode(tokenizer.encode("A: 579")) == "A: 579"

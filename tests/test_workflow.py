@@ -69,6 +69,7 @@ def test_smoke_figures_tables_and_manifest(smoke_run):
     manifest = json.loads((latest / "manifest.json").read_text())
     assert manifest["config"]["study"] == "smoke"
     assert {"torch", "transformers", "lm_eval", "snakemake"} <= set(manifest["packages"])
+    assert manifest["machine"]["cpu_count"] >= 1 and manifest["machine"]["arch"]
     assert all(len(meta["files"]["model.safetensors"]) == 64 for meta in manifest["models"].values())
     assert all(len(c) == 64 for task in manifest["tasks"].values() for c in task["checksums"].values())
     versions = pd.read_csv(workdir / "results/smoke/versions.csv")

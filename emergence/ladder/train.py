@@ -15,6 +15,7 @@ import torch
 from emergence.ladder import data, plan
 from emergence.ladder.model import training_flops
 from emergence.ladder.tokenizer import build_char_tokenizer, encode_chars
+from emergence.machine import machine
 from emergence.models import modeldir
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,12 @@ def model_flops_utilisation(nonembedding_params: int, tokens: int, seconds: floa
     return None if peak is None else round(training_flops(nonembedding_params, tokens) / seconds / peak, 4)
 
 
+def training_machine(device: str, threads: int) -> dict:
+    """Where the weights were computed: the machine, torch's CPU kernel set (AVX2, AVX512, ...), threads, GPU."""
+    return {**machine(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
+
+
 def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]:
     """Train and write `out_dir/step<N>/` for each checkpoint step; return the checkpoints' metadata.
 
@@ -203,6 +210,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                 "seed": s.seed,
                 "wall_time_s": round(time.perf_counter() - start, 2),
                 "device": s.device,
+                "machine": training_machine(s.device, s.threads),
                 "train_tokens_per_s": round(tokens_seen / (time.perf_counter() - start), 1),
                 "train_mfu": model_flops_utilisation(size.nonembedding_params(), tokens_seen,
                                                      time.perf_counter() - start, s.device),
