@@ -5,6 +5,7 @@ on each, and check the claims the README makes:
 
 - the same subtasks emerge in every seed;
 - on an emerged subtask, final exact match never drops by more than `--max-drop` from one size to the next;
+- two or more subtasks emerge at distinct scales within one strategy (reported; not part of `seed_robust`);
 - k-shot against 0-shot on the largest model, item by item: which wins, and whether k-shot is significantly worse
   (one-sided exact McNemar test on the items only one of them gets right; 250 items resolve about 0.05).
 
@@ -62,6 +63,14 @@ def seed_report(cells: pd.DataFrame, max_drop: float) -> tuple[dict, bool]:
     return emerged, monotone
 
 
+def distinct_scales(hits: dict) -> bool:
+    """At least two subtasks emerged and, for some strategy, at distinct emergence scales (FLOPs)."""
+    by_strategy = {}
+    for (task, strategy), (_, flops) in hits.items():
+        by_strategy.setdefault(strategy, {})[task] = flops
+    return any(len(tasks) >= 2 and len(set(tasks.values())) >= 2 for tasks in by_strategy.values())
+
+
 def fewshot_report(samples: pd.DataFrame, emerged: dict, alpha: float = 0.05) -> tuple[bool, bool]:
     """k-shot against 0-shot on each seed's largest model (final checkpoint), item by item, for every subtask whose
     k-shot or 0-shot line emerged. Returns (k-shot at least as good on every one, k-shot never significantly worse:
@@ -99,12 +108,14 @@ def main() -> None:
                             for (task, strategy), (em, flops) in sorted(hits.items()))
         scales = len({flops for em, flops in hits.values()})
         print(f"{seed:>4}  {listing or '(none)'}; {scales} distinct emergence scale(s)")
+    distinct = all(distinct_scales(hits) for hits in emerged.values())
     print("\nseed  largest model, k-shot against 0-shot on the same items")
     at_least, not_worse = fewshot_report(pd.read_parquet(study / "samples.parquet"), emerged)
     print(f"on the largest model, k-shot at least as good as 0-shot on every emerged subtask: {at_least}; "
           f"never significantly worse (p < 0.05): {not_worse}")
     same = len({frozenset(hits) for hits in emerged.values()}) == 1
     print(f"same subtasks emerge in every seed: {same}; no drop over {args.max_drop} between sizes: {monotone}")
+    print(f"two or more subtasks at distinct emergence scales (within one strategy) in every seed: {distinct}")
     print(f"seed_robust: {str(same and monotone and bool(next(iter(emerged.values())))).lower()}")
 
 

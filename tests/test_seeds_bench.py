@@ -36,4 +36,5 @@ def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
     # one line per seed (a 60k-token ladder learns nothing: no subtask emerges), then the verdict
     assert re.search(r"^\s+0  \(none\); 0 distinct emergence scale\(s\)$", proc.stdout, re.M), proc.stdout
     assert re.search(r"^\s+1  \(none\); 0 distinct emergence scale\(s\)$", proc.stdout, re.M), proc.stdout
+    assert "distinct emergence scales (within one strategy) in every seed: False" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "seed_robust: false"
