@@ -164,6 +164,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
     log.info("run %s: %s, %d params (%d non-embedding), %d steps, checkpoints at %s",
              s.run, size, size.total_params(), size.nonembedding_params(), s.total_steps, s.checkpoint_steps)
 
+    trained_on = training_machine(s.device, s.threads)
     start, tokens_seen, recent_losses, saved = time.perf_counter(), 0, [], []
     model.train()
     for step in range(1, s.total_steps + 1):
@@ -210,7 +211,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                 "seed": s.seed,
                 "wall_time_s": round(time.perf_counter() - start, 2),
                 "device": s.device,
-                "machine": training_machine(s.device, s.threads),
+                "machine": trained_on,
                 "train_tokens_per_s": round(tokens_seen / (time.perf_counter() - start), 1),
                 "train_mfu": model_flops_utilisation(size.nonembedding_params(), tokens_seen,
                                                      time.perf_counter() - start, s.device),
