@@ -105,12 +105,12 @@ def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}
 
 
-def model_flops_utilisation(nonembedding_params: int, tokens: int, seconds: float, device: str) -> float | None:
-    """Training MFU: achieved 6ND FLOP/s over the GPU's bf16 peak (None on the CPU or an unknown GPU)."""
-    if device != "cuda":
+def model_flops_utilisation(nonembedding_params: int, tokens: int, seconds: float, gpu: str | None) -> float | None:
+    """Training MFU: achieved 6ND FLOP/s over the bf16 peak of the GPU named `gpu` (None on the CPU or an unknown
+    GPU)."""
+    if gpu is None:
         return None
-    name = torch.cuda.get_device_name()
-    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in gpu), None)
     return None if peak is None else round(training_flops(nonembedding_params, tokens) / seconds / peak, 4)
 
 
@@ -214,7 +214,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
                 "machine": trained_on,
                 "train_tokens_per_s": round(tokens_seen / (time.perf_counter() - start), 1),
                 "train_mfu": model_flops_utilisation(size.nonembedding_params(), tokens_seen,
-                                                     time.perf_counter() - start, s.device),
+                                                     time.perf_counter() - start, trained_on["gpu"]),
                 "train_loss": float(np.mean(recent_losses)),
                 "heldout_loss": _answer_loss(model, heldout_ids, heldout_labels),
                 "revision": None,
