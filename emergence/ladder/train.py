@@ -87,7 +87,8 @@ def learning_rate(step: int, s: TrainSettings) -> float:
     return s.lr * (s.final_lr_fraction + (1 - s.final_lr_fraction) * cosine)
 
 
-def _rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
+def packed_rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: int):
+    """`n_rows` packed rows of `s`'s corpus: (input ids, labels, token count), as `data.pack_rows`."""
     rng = np.random.default_rng(seed)
     documents, separator = data.training_documents(s.document, dict(s.operations), rng, encode, held_out=held_out,
                                                    n_ctx=s.n_ctx, max_examples=s.examples_per_row,
@@ -120,11 +121,13 @@ def training_machine(device: str, threads: int) -> dict:
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
 
 
-def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]:
+def train_ladder_run(settings: TrainSettings, out_dir: str | Path, on_step=None) -> list[dict]:
     """Train and write `out_dir/step<N>/` for each checkpoint step; return the checkpoints' metadata.
 
     The training and held-out rows come from disjoint halves of the problem space (see `data`), from seeds
     derived from `settings.seed`; the same settings on the same thread count give the same weights.
+    `on_step(step, tokens_seen, model)`, if given, runs after every optimizer step with the model in train mode,
+    which it must leave so: a probe of the training curve (`bench/plateau.py`).
     """
     s = settings
     torch.set_num_threads(s.threads)
@@ -144,8 +147,8 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
     # bf16 matrix units on a GPU (float32 master weights); float32 on the CPU, where bf16 is slower
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device == "cuda")
 
-    train_ids, train_labels, _ = _rows(s, encode_chars, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
-    heldout_ids, heldout_labels, _ = _rows(s, encode_chars, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
+    train_ids, train_labels, _ = packed_rows(s, encode_chars, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
+    heldout_ids, heldout_labels, _ = packed_rows(s, encode_chars, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
     heldout_ids = torch.from_numpy(heldout_ids).to(s.device)
     heldout_labels = torch.from_numpy(heldout_labels).to(s.device)
     tokens_per_row = (train_ids != 0).sum(axis=1)
@@ -187,6 +190,8 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path) -> list[dict]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         tokens_seen += int(tokens_per_row[rows].sum())
+        if on_step is not None:
+            on_step(step, tokens_seen, model)
         recent_losses = (recent_losses + [loss.item()])[-50:]
         if step % 100 == 0 or step == s.total_steps:
             elapsed = time.perf_counter() - start
