@@ -12,7 +12,7 @@ import yaml
 from emergence.config import check_config
 from emergence.io import sha256_file
 from emergence.ladder import data
-from emergence.ladder.train import TrainSettings, _rows
+from emergence.ladder.train import TrainSettings, packed_rows
 from emergence.study import plan_study
 from emergence.tasks import bigbench
 from emergence.tasks.catalog import write_task
@@ -56,7 +56,7 @@ def test_no_evaluated_problem_is_in_any_training_row(tmp_path):
         if key not in streams or settings.total_steps > streams[key].total_steps:
             streams[key] = settings
     for settings in streams.values():
-        ids, labels, _ = _rows(settings, ENCODE, settings.total_steps * settings.batch_rows, held_out=False,
+        ids, labels, _ = packed_rows(settings, ENCODE, settings.total_steps * settings.batch_rows, held_out=False,
                                seed=settings.seed)
         trained = set()
         for row in ids:
@@ -78,7 +78,7 @@ def trainable_problems(operations) -> int:
 def test_training_rows_use_the_benchmark_format():
     """A training row reads like a k-shot prompt of the evaluated tasks, with every answer supervised."""
     settings = TrainSettings.from_config(next(iter(study_plan().runs.values()))["settings"])
-    ids, labels, _ = _rows(settings, ENCODE, 4, held_out=False, seed=0)
+    ids, labels, _ = packed_rows(settings, ENCODE, 4, held_out=False, seed=0)
     for row_ids, row_labels in zip(ids, labels):
         text = "".join(chr(i) for i in row_ids if i)
         supervised = "".join(chr(i) for i in row_labels if i != -100)

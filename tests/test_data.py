@@ -94,11 +94,11 @@ def test_one_format_draws_nothing_so_a_plain_corpus_is_unchanged():
 def test_plus_one_share_is_the_share_of_modified_documents_whose_results_carry_plus_one(share):
     """From the family setting to the training rows: each modified_arithmetic document is +0 or +1 throughout,
     +1 in the configured share of documents."""
-    from emergence.ladder.train import TrainSettings, _rows
+    from emergence.ladder.train import TrainSettings, packed_rows
 
     settings = TrainSettings.from_config({"width": 16, "document": "modified_arithmetic", "n_ctx": 256,
                                           "operations": {"addition_3digit": 1.0}, "plus_one_share": share})
-    ids, _, _ = _rows(settings, lambda text: [ord(ch) for ch in text], 800, held_out=False, seed=0)
+    ids, _, _ = packed_rows(settings, lambda text: [ord(ch) for ch in text], 800, held_out=False, seed=0)
     offsets = []
     for row in ids:
         lines = re.findall(r"(\d+) \+ (\d+) -> (\d+)", "".join(chr(i) for i in row if i))
