@@ -53,7 +53,7 @@ def heldout_by_operation(s: TrainSettings) -> dict[str, tuple[torch.Tensor, torc
         if weight > 0:
             alone = dataclasses.replace(s, operations=((name, 1.0),), example_format=(("plain", 1.0),))
             ids, labels, _ = packed_rows(alone, encode_chars, HELDOUT_ROWS, held_out=True, seed=10_000 + s.seed)
-            batches[name] = (torch.from_numpy(ids), torch.from_numpy(labels))
+            batches[name] = (torch.from_numpy(ids).to(s.device), torch.from_numpy(labels).to(s.device))
     return batches
 
 
