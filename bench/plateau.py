@@ -26,8 +26,7 @@ import torch
 import yaml
 
 from emergence.config import check_config
-from emergence.ladder.tokenizer import encode_chars
-from emergence.ladder.train import TrainSettings, packed_rows, train_ladder_run
+from emergence.ladder.train import TrainSettings, packed_heldout_rows, train_ladder_run
 from emergence.study import ladder_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ def heldout_by_operation(s: TrainSettings) -> dict[str, tuple[torch.Tensor, torc
     for name, weight in s.operations:
         if weight > 0:
             alone = dataclasses.replace(s, operations=((name, 1.0),), example_format=(("plain", 1.0),))
-            ids, labels, _ = packed_rows(alone, encode_chars, HELDOUT_ROWS, held_out=True, seed=10_000 + s.seed)
+            ids, labels, _ = packed_heldout_rows(alone, HELDOUT_ROWS)
             batches[name] = (torch.from_numpy(ids).to(s.device), torch.from_numpy(labels).to(s.device))
     return batches
 

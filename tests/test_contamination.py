@@ -57,7 +57,7 @@ def test_no_evaluated_problem_is_in_any_training_row(tmp_path):
             streams[key] = settings
     for settings in streams.values():
         ids, labels, _ = packed_rows(settings, ENCODE, settings.total_steps * settings.batch_rows, held_out=False,
-                               seed=settings.seed)
+                                     seed=settings.seed)
         trained = set()
         for row in ids:
             trained |= data.problems_in("".join(chr(i) for i in row if i))

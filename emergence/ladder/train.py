@@ -97,6 +97,11 @@ def packed_rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: 
     return data.pack_rows(documents, n_rows, s.n_ctx, encode(separator), pad_id=0, max_examples=s.examples_per_row)
 
 
+def packed_heldout_rows(s: TrainSettings, n_rows: int):
+    """`n_rows` packed rows of problems never trained on, from the run's held-out seed."""
+    return packed_rows(s, encode_chars, n_rows, held_out=True, seed=10_000 + s.seed)
+
+
 def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return float(model(input_ids=input_ids, labels=labels).loss)
@@ -148,7 +153,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path, on_step=None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device == "cuda")
 
     train_ids, train_labels, _ = packed_rows(s, encode_chars, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
-    heldout_ids, heldout_labels, _ = packed_rows(s, encode_chars, s.heldout_rows, held_out=True, seed=10_000 + s.seed)
+    heldout_ids, heldout_labels, _ = packed_heldout_rows(s, s.heldout_rows)
     heldout_ids = torch.from_numpy(heldout_ids).to(s.device)
     heldout_labels = torch.from_numpy(heldout_labels).to(s.device)
     tokens_per_row = (train_ids != 0).sum(axis=1)
