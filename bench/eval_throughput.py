@@ -78,9 +78,9 @@ def bpe_tokenizer(texts: list[str], vocab_size: int = 4096):
 def cpu_models(workdir: Path):
     """Ladder GPT-2s of width 128 and 192 (n_ctx 256: 3-shot prompts fit), saved as HF model directories."""
     from emergence.ladder.model import ModelSize
-    from emergence.ladder.tokenizer import build_char_tokenizer
+    from emergence.ladder.tokenizer import build_tokenizer
 
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tokenizer()
     for width in (128, 192):
         torch.manual_seed(0)
         size = ModelSize.from_width(width, n_ctx=256, vocab_size=len(tokenizer))
@@ -248,7 +248,7 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from emergence.backend import FastLM
-    from emergence.ladder.tokenizer import build_char_tokenizer
+    from emergence.ladder.tokenizer import build_tokenizer
 
     device = torch.device(args.device)
     machine = (torch.cuda.get_device_name() if args.device == "cuda"
@@ -272,7 +272,7 @@ def main() -> None:
                     rows += run_generation(label, hflm, fast, device, "float32", gen, args.batch_size, repeats)
         else:
             tokenizer = (bpe_tokenizer([r.args[0] + r.args[1] for r in requests])
-                         if args.tokenizer == "bpe" else build_char_tokenizer())
+                         if args.tokenizer == "bpe" else build_tokenizer())
             for label, shape in PYTHIA.items():
                 if args.models and label not in args.models:
                     continue

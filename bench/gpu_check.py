@@ -71,14 +71,14 @@ def check_oom_halving() -> bool:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from emergence.backend import FastLM
-    from emergence.ladder.tokenizer import build_char_tokenizer
+    from emergence.ladder.tokenizer import build_tokenizer
 
     config = GPTNeoXConfig(vocab_size=50304, hidden_size=2048, num_hidden_layers=16, num_attention_heads=8,
                            intermediate_size=8192, rotary_pct=0.25, max_position_embeddings=2048)
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = GPTNeoXForCausalLM._from_config(config, dtype=torch.bfloat16).eval()
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tokenizer()
     rng = np.random.default_rng(0)
     alphabet = "0123456789+-= abcdefghij"
     requests = [("".join(rng.choice(list(alphabet), 1500)), " " + "".join(rng.choice(list(alphabet), 20)))

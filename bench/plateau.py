@@ -4,9 +4,10 @@ threshold (the escape), so that a recipe change can be judged by the spread of i
 
 A ladder model first learns all of an answer but its units digit and sits there, its answer loss near 0.6 nats
 per token, until it learns the units digit and the loss falls towards 0.01; a size whose budget ends near the escape
-gives exact match 0.1 or 0.99 by the seed and the machine's rounding (README, "Across CPU types"). The runs are
-the pipeline's (`ladder.train.train_ladder_run`, the settings the study would plan for this width); only the
-budget may be set longer with `--tokens`, to see escapes that the run's own budget cuts off.
+gives exact match 0.1 or 0.99 by the seed and the machine's rounding (docs/benchmarks.md, "Across CPU types").
+The runs are the pipeline's (`ladder.train.train_ladder_run`, the settings the study would plan for this width);
+only the budget may be set longer with `--tokens`, to see escapes that the run's own budget cuts off. The
+held-out answers are in the plain convention whatever the corpus's formats.
 
 Usage: `python bench/plateau.py [--width 64] [--seeds 0 1 2 3 4 5] [--tokens N] [--every 100] [--threshold 0.3]
 [--jobs 2] [--config config.yaml]` (about a minute per seed at width 64 on one core; `--jobs` seeds at once).

@@ -1,7 +1,7 @@
 """Where a result was computed. A leaf module: training records it too, so its code version stays small.
 
 Trained weights depend on the machine: another CPU type rounds differently from the first step, and a ladder
-run on its loss plateau can leave it at another time (README, "Across CPU types").
+run on its loss plateau can leave it at another time (docs/benchmarks.md, "Across CPU types").
 """
 
 from __future__ import annotations

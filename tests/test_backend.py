@@ -29,7 +29,7 @@ def ladder(tmp_path_factory):
     ops = {"addition_3digit": 1.0}
     models = {}
     for width, n_ctx in [(16, 1024), (32, 128)]:
-        settings = TrainSettings.from_config({"width": width, "train_tokens": 100_000, "batch_rows": 8,
+        settings = TrainSettings.from_config({"width": width, "train_tokens": 200_000, "batch_rows": 2,
                                               "checkpoints": 1, "n_ctx": n_ctx, "operations": ops, "threads": 2})
         (meta,) = train_ladder_run(settings, root / f"w{width}")
         models[width] = root / f"w{width}" / f"step{meta['checkpoint_step']}"
@@ -117,9 +117,9 @@ def test_gpt_neox_with_rotary_positions_matches_hflm(tmp_path):
     """Pythia's architecture (rotary positions, parallel residual): positions after a cached prefix must be right."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from emergence.ladder.tokenizer import build_char_tokenizer
+    from emergence.ladder.tokenizer import build_tokenizer
 
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tokenizer()
     config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=256, rotary_pct=0.25, max_position_embeddings=256,
                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
@@ -141,7 +141,7 @@ def test_rolling_loglikelihood_matches_hflm(ladder):
     requests = _requests("loglikelihood_rolling", [(t,) for t in texts])
     expected = _hflm(models[32]).loglikelihood_rolling(requests, disable_tqdm=True)
     got = FastLM(pretrained=str(models[32]), device="cpu").loglikelihood_rolling(requests)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=TOL)  # sums of ~400 float32 terms: relative too
 
 
 def test_simple_evaluate_gives_hflm_samples(ladder):

@@ -76,9 +76,12 @@ def trainable_problems(operations) -> int:
 
 
 def test_training_rows_use_the_benchmark_format():
-    """A training row reads like a k-shot prompt of the evaluated tasks, with every answer supervised."""
+    """A training row reads like a k-shot prompt of the evaluated tasks, with every answer supervised, all in one
+    of the corpus's conventions (plain, or the tenfold one the question does not state)."""
     settings = TrainSettings.from_config(next(iter(study_plan().runs.values()))["settings"])
-    ids, labels, _ = packed_rows(settings, ENCODE, 4, held_out=False, seed=0)
+    assert dict(settings.example_format) == {"plain": 1.0, "tenfold": 3.0}
+    ids, labels, _ = packed_rows(settings, ENCODE, 16, held_out=False, seed=0)
+    seen = set()
     for row_ids, row_labels in zip(ids, labels):
         text = "".join(chr(i) for i in row_ids if i)
         supervised = "".join(chr(i) for i in row_labels if i != -100)
@@ -86,10 +89,17 @@ def test_training_rows_use_the_benchmark_format():
         assert len(examples) > 2 and text.startswith("\nQ: What is ")
         answers = [example.rsplit("\nA: ", 1)[1].strip() for example in examples]
         assert supervised == "".join(" " + answer + "\n" for answer in answers)
+        conventions = set()
         for example, answer in zip(examples, answers):
             ((symbol, a, b),) = data.problems_in(example)
             op = next(op for op in data.OPERATIONS.values() if op.symbol == symbol and len(str(a)) == op.digits)
-            assert str(op.apply(a, b)) == answer
+            result = op.apply(a, b)
+            assert answer in (str(result), str(10 * result))
+            if result:  # 0 reads the same in both
+                conventions.add("plain" if answer == str(result) else "tenfold")
+        assert len(conventions) == 1  # a row is one document, in one convention
+        seen |= conventions
+    assert seen == {"plain", "tenfold"}
 
 
 def test_modified_arithmetic_documents_avoid_every_benchmark_line():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emergence.ladder import data
-from emergence.ladder.tokenizer import build_char_tokenizer
+from emergence.ladder.tokenizer import build_tokenizer
 from emergence.tasks.arithmetic import write_arithmetic_task
 
 
@@ -46,7 +46,7 @@ def test_held_out_part_is_about_a_tenth():
 
 
 def test_packed_rows_fill_up_and_supervise_only_answers_and_stops():
-    tok = build_char_tokenizer()
+    tok = build_tokenizer()
     encode = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     rng = np.random.default_rng(1)
     examples = data.mixed_examples({"addition_3digit": 1.0}, rng, encode, held_out=False)
@@ -54,7 +54,7 @@ def test_packed_rows_fill_up_and_supervise_only_answers_and_stops():
     assert n_tokens == int((ids != 0).sum())
     for row in range(4):
         text = tok.decode([i for i in ids[row] if i != 0])
-        supervised = "".join(tok.convert_ids_to_tokens([int(i) for i in labels[row] if i != -100]))
+        supervised = tok.decode([int(i) for i in labels[row] if i != -100])
         blocks = text.split("\n\n")
         assert len(blocks) == 3 and 128 - len(text) < len(blocks[0]) + 1  # full: the next example would not fit
         assert supervised == "".join(" " + b.split("A: ")[1].strip() + "\n" for b in blocks)

@@ -20,7 +20,7 @@ import yaml
 from emergence.aggregate import MODEL_COLUMNS
 from emergence.ladder import plan
 from emergence.ladder.model import ModelSize
-from emergence.ladder.tokenizer import build_char_tokenizer
+from emergence.ladder.tokenizer import build_tokenizer
 from emergence.models.checks import ChecksumError, ModelDirError, validate_model_dir
 from emergence.models.local import link_local_model
 from tests.conftest import REPO, snakemake
@@ -39,7 +39,7 @@ def save_tiny(path: Path, seed: int, size: ModelSize = SIZE, **save_kwargs) -> P
     """A ladder-shaped GPT-2 (width 16) and the char tokenizer, saved as a hub repository would hold them."""
     import torch
 
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).save_pretrained(
         path, **save_kwargs)
@@ -307,9 +307,9 @@ def test_broken_local_directories_name_the_problem_and_the_fix(models, tmp_path,
 
 @pytest.mark.faults
 def test_a_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
-    small = ModelSize(width=16, n_layer=1, n_head=1, n_ctx=32, vocab_size=50)  # the char tokenizer has 99 ids
+    small = ModelSize(width=16, n_layer=1, n_head=1, n_ctx=32, vocab_size=50)  # the ladder tokenizer has 129 ids
     path = save_tiny(tmp_path / "small", 0, size=small)
-    with pytest.raises(ModelDirError, match=r"does not match the model: it has token ids up to 98 but the model's "
+    with pytest.raises(ModelDirError, match=r"does not match the model: it has token ids up to 128 but the model's "
                                             r"embedding has only 50 rows"):
         validate_model_dir(path)
 

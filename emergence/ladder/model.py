@@ -5,7 +5,7 @@ initialised with std 0.02/sqrt(2 * n_layer)) with rotary positions, built as `tr
 sequential residual, so every checkpoint saves and loads like a hub model. Rotary (relative) positions make a
 problem look the same wherever it sits in a row or a k-shot prompt: with learned absolute positions, rows of
 several problems trained about half as fast per token in probes here, and k-shot queries sat at positions
-barely trained.
+barely trained. While training, the digit tokens' embedding rows are digit + place (`embedding`).
 """
 
 from __future__ import annotations

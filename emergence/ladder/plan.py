@@ -9,9 +9,9 @@ import numpy as np
 
 from emergence.ladder import data
 from emergence.ladder.model import ModelSize
-from emergence.ladder.tokenizer import VOCAB, encode_chars
+from emergence.ladder.tokenizer import VOCAB, encode_text
 
-VOCAB_SIZE = len(VOCAB)  # the tokenizer's specials plus one token per character
+VOCAB_SIZE = len(VOCAB)  # specials, one token per character, and the digits at their other places
 
 
 def model_size(width: int, n_ctx: int) -> ModelSize:
@@ -24,9 +24,9 @@ def mean_row_tokens(n_ctx: int, examples_per_row: int, document: str, operations
     """Mean real (non-pad) tokens of a packed training row, measured by packing `rows` rows of the real corpus
     (the ladder's own ids, without the tokenizer's import)."""
     documents, separator = data.training_documents(document, dict(operations), np.random.default_rng(0),
-                                                   encode_chars, held_out=False, n_ctx=n_ctx,
+                                                   encode_text, held_out=False, n_ctx=n_ctx,
                                                    max_examples=examples_per_row, example_format=dict(example_format))
-    _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode_chars(separator), pad_id=0,
+    _, _, n_tokens = data.pack_rows(documents, rows, n_ctx, encode_text(separator), pad_id=0,
                                     max_examples=examples_per_row)
     return n_tokens / rows
 

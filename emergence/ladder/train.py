@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from emergence.ladder import data, plan
+from emergence.ladder.embedding import factor_digit_embeddings, plain_copy
 from emergence.ladder.model import training_flops
-from emergence.ladder.tokenizer import build_char_tokenizer, encode_chars
+from emergence.ladder.tokenizer import build_tokenizer, encode_text
 from emergence.machine import machine
 from emergence.models import modeldir
 
@@ -99,7 +100,7 @@ def packed_rows(s: TrainSettings, encode, n_rows: int, *, held_out: bool, seed: 
 
 def packed_heldout_rows(s: TrainSettings, n_rows: int):
     """`n_rows` packed rows of problems never trained on, from the run's held-out seed."""
-    return packed_rows(s, encode_chars, n_rows, held_out=True, seed=10_000 + s.seed)
+    return packed_rows(s, encode_text, n_rows, held_out=True, seed=10_000 + s.seed)
 
 
 def _answer_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> float:
@@ -146,13 +147,14 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path, on_step=None)
         # warns instead of failing the run.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-    tokenizer = build_char_tokenizer()
+    tokenizer = build_tokenizer()
     size = plan.model_size(s.width, s.n_ctx)
-    model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).to(s.device)
+    model = size.build(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = factor_digit_embeddings(model).to(s.device)
     # bf16 matrix units on a GPU (float32 master weights); float32 on the CPU, where bf16 is slower
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device == "cuda")
 
-    train_ids, train_labels, _ = packed_rows(s, encode_chars, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
+    train_ids, train_labels, _ = packed_rows(s, encode_text, s.total_steps * s.batch_rows, held_out=False, seed=s.seed)
     heldout_ids, heldout_labels, _ = packed_heldout_rows(s, s.heldout_rows)
     heldout_ids = torch.from_numpy(heldout_ids).to(s.device)
     heldout_labels = torch.from_numpy(heldout_labels).to(s.device)
@@ -230,7 +232,7 @@ def train_ladder_run(settings: TrainSettings, out_dir: str | Path, on_step=None)
                 "revision": None,
                 "settings": asdict(s),
             }
-            saved.append(save_checkpoint(model, tokenizer, meta, out_dir / f"step{step}"))
+            saved.append(save_checkpoint(plain_copy(model), tokenizer, meta, out_dir / f"step{step}"))
             log.info("saved %s: held-out answer loss %.4f", meta["model_id"], meta["heldout_loss"])
             model.train()
     return saved
