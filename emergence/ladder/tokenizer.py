@@ -6,7 +6,7 @@ An L-digit answer is still exactly L tokens (plus its leading space), which is w
 et al. needs. The place is what arithmetic routes by (the units digits of the operands make the answer's units
 digit), and a model that sees it learned 2-digit addition in fewer tokens and more reliably in probes here
 (docs/benchmarks.md, "Digits that know their place"); the model embeds a digit token as digit + place
-(`model.DigitPlaceEmbedding`). A place is read from the text before a digit and the digit itself, except "last",
+(`embedding.DigitPlaceEmbedding`). A place is read from the text before a digit and the digit itself, except "last",
 which a model writing a number commits to as it writes its final digit.
 """
 
@@ -36,7 +36,7 @@ def encode_text(text: str) -> list[int]:
     tokenizer's call costs ~0.1 ms, half a minute of the widest default run's corpus."""
     ids = []
     for word in _WORDS.findall(text):
-        if len(word) == 1 or not word.isdigit():
+        if len(word) == 1:  # any character, a lone digit included
             ids.append(_CHAR_IDS.get(word, VOCAB[UNK]))
             continue
         first, *middle, last = (int(d) for d in word)
