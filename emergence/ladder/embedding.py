@@ -48,7 +48,8 @@ def plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     with torch.no_grad():
         weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())  # digit rows factored
     state = {name: tensor for name, tensor in model.state_dict().items() if ".parametrizations." not in name}
-    plain = type(model)(model.config).to(weight.device)
+    with torch.random.fork_rng(devices=[]):  # its random init, overwritten below, leaves the run's RNG alone
+        plain = type(model)(model.config).to(weight.device)
     plain.get_input_embeddings().weight = weight
     plain.tie_weights()
     missing, unexpected = plain.load_state_dict(state, strict=False)

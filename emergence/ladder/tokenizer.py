@@ -22,11 +22,12 @@ WORD_END, CONTINUED = "</w>", "##"  # BPE's marks of a word's last and of a non-
 # Token strings as the BPE model names them: every number (a run of digits) is a word, every other character too.
 _PLACE_PIECE = {"lone": "{}" + WORD_END, "first": "{}", "middle": CONTINUED + "{}",
                 "last": CONTINUED + "{}" + WORD_END}
-VOCAB = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *(ch + WORD_END for ch in ALPHABET)])}
-for _place in PLACES[1:]:
-    VOCAB.update({_PLACE_PIECE[_place].format(d): len(VOCAB) + i for i, d in enumerate(DIGITS)})
+# A lone digit is its character's token; the digits at the other places follow the characters.
+VOCAB = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *(ch + WORD_END for ch in ALPHABET),
+                                         *(_PLACE_PIECE[place].format(d) for place in PLACES[1:] for d in DIGITS)])}
 # DIGIT_PLACE_IDS[place][digit]: the token id of `digit` at `place` (PLACES order)
 DIGIT_PLACE_IDS = [[VOCAB[_PLACE_PIECE[place].format(d)] for d in DIGITS] for place in PLACES]
+_FIRST_IDS, _MIDDLE_IDS, _LAST_IDS = (DIGIT_PLACE_IDS[PLACES.index(place)] for place in ("first", "middle", "last"))
 _CHAR_IDS = {ch: VOCAB[ch + WORD_END] for ch in ALPHABET}
 _WORDS = re.compile(r"[0-9]+|[\s\S]")  # the pre-tokenizer's split: numbers whole, any other character alone
 
@@ -40,9 +41,9 @@ def encode_text(text: str) -> list[int]:
             ids.append(_CHAR_IDS.get(word, VOCAB[UNK]))
             continue
         first, *middle, last = (int(d) for d in word)
-        ids.append(DIGIT_PLACE_IDS[1][first])
-        ids.extend(DIGIT_PLACE_IDS[2][d] for d in middle)
-        ids.append(DIGIT_PLACE_IDS[3][last])
+        ids.append(_FIRST_IDS[first])
+        ids.extend(_MIDDLE_IDS[d] for d in middle)
+        ids.append(_LAST_IDS[last])
     return ids
 
 
