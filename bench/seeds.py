@@ -9,13 +9,20 @@ on each, and check the claims the README makes:
 - k-shot against 0-shot on the largest model, item by item: which wins, and whether k-shot is significantly worse
   (one-sided exact McNemar test on the items only one of them gets right; 250 items resolve about 0.05).
 
-Last line: `seed_robust: true|false`. Usage: `python bench/seeds.py [--seeds 0 1 2] [--cores 2] [--workdir DIR]`
-(about three times the default study's training time; results go under DIR, by default this checkout).
+Last line: `seed_robust: true|false`. Usage: `python bench/seeds.py [--seeds 0 1 2] [--cores 2] [--workdir DIR]
+[--cpu-kernels avx2 --workdir DIR]` (about three times the default study's training time; results go under DIR, by
+default this checkout).
+
+`--cpu-kernels` rehearses another CPU type on this one: torch, MKL and oneDNN use only that instruction set's
+kernels, which round differently, as another machine's do (docs/reliability.md). Models are keyed by config and
+code, not by machine, so such a run needs a workdir of its own; each checkpoint's `model.json` records the
+kernel set that trained it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +36,22 @@ from emergence.analysis import emergence_table
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_study(seeds: list[int], cores: int, base: Path, workdir: Path) -> Path:
-    """Run the base config with the given seeds as study `seeds` in `workdir`; return its results folder."""
+# Instruction sets to confine the CPU kernels to: (torch's ATEN_CPU_CAPABILITY, MKL's, oneDNN's names)
+CPU_KERNELS = {"avx512": ("avx512", "AVX512", "AVX512_CORE"), "avx2": ("avx2", "AVX2", "AVX2"),
+               "default": ("default", "SSE4_2", "SSE41")}
+
+
+def kernel_environment(kernels: str | None) -> dict[str, str]:
+    """The environment for the study's jobs: this one, with the CPU kernels confined to `kernels` if given."""
+    if kernels is None:
+        return dict(os.environ)
+    aten, mkl, onednn = CPU_KERNELS[kernels]
+    return {**os.environ, "ATEN_CPU_CAPABILITY": aten, "MKL_ENABLE_INSTRUCTIONS": mkl, "ONEDNN_MAX_CPU_ISA": onednn}
+
+
+def run_study(seeds: list[int], cores: int, base: Path, workdir: Path, kernels: str | None = None) -> Path:
+    """Run the base config with the given seeds as study `seeds` in `workdir` (CPU kernels confined to `kernels`
+    if given); return its results folder."""
     config = yaml.safe_load(base.read_text())
     for family in config["models"]:
         family["seeds"] = seeds
@@ -39,7 +60,8 @@ def run_study(seeds: list[int], cores: int, base: Path, workdir: Path) -> Path:
     overlay.parent.mkdir(parents=True, exist_ok=True)
     overlay.write_text(yaml.safe_dump(config, sort_keys=False))
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                    str(workdir), "--cores", str(cores), "--configfile", str(overlay)], check=True)
+                    str(workdir), "--cores", str(cores), "--configfile", str(overlay)], check=True,
+                   env=kernel_environment(kernels))
     return workdir / "results" / "seeds" / "latest"
 
 
@@ -99,8 +121,13 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
     parser.add_argument("--max-drop", type=float, default=0.1)
     parser.add_argument("--workdir", type=Path, default=REPO, help="where results/ goes (default: this checkout)")
+    parser.add_argument("--cpu-kernels", choices=sorted(CPU_KERNELS),
+                        help="train and evaluate with only this instruction set's kernels (needs its own --workdir)")
     args = parser.parse_args()
-    study = run_study(args.seeds, args.cores, args.config.resolve(), args.workdir.resolve())
+    if args.cpu_kernels and args.workdir.resolve() == REPO:
+        parser.error(f"--cpu-kernels {args.cpu_kernels} needs a --workdir of its own: this checkout's models, keyed "
+                     "by config and code only, would be reused as they are (e.g. --workdir ../kernels-avx2)")
+    study = run_study(args.seeds, args.cores, args.config.resolve(), args.workdir.resolve(), args.cpu_kernels)
     emerged, monotone = seed_report(pd.read_parquet(study / "cells.parquet"), args.max_drop)
     print(f"\n{'seed':>4}  emerged (task, strategy): largest model's exact match (emergence FLOPs)")
     for seed, hits in emerged.items():

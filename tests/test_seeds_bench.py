@@ -1,5 +1,7 @@
-"""bench/seeds.py on the smoke study with two seeds: the seed dimension of the real workflow, and the report."""
+"""bench/seeds.py on the smoke study with two seeds: the seed dimension of the real workflow, and the report; its
+rehearsal of another CPU type's kernels."""
 
+import json
 import os
 import re
 import subprocess
@@ -7,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import OFFLINE, REPO
@@ -15,12 +18,17 @@ from tests.conftest import OFFLINE, REPO
 @pytest.mark.workflow
 @pytest.mark.slow  # a whole study with two seeds (~3 min): .ci/run runs it with `pytest -m slow`
 def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
+    # where this CPU has AVX2 (any recent x86), train with only its kernels, as another CPU type would
+    kernels = ["--cpu-kernels", "avx2"] if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") else []
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench/seeds.py"), "--config", str(REPO / "tests/configs/smoke.yaml"),
-         "--seeds", "0", "1", "--workdir", str(tmp_path)],
+         "--seeds", "0", "1", "--workdir", str(tmp_path), *kernels],
         capture_output=True, text=True, env={**os.environ, **OFFLINE},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    machines = [json.loads(path.read_text())["machine"] for path in tmp_path.glob("results/**/model.json")]
+    assert machines and all(m["torch_cpu_capability"] == ("AVX2" if kernels else m["torch_cpu_capability"])
+                            for m in machines)
     overlay = yaml.safe_load((tmp_path / "results/seeds-config.yaml").read_text())
     assert overlay["study"] == "seeds" and overlay["models"][0]["seeds"] == [0, 1]
 
@@ -38,3 +46,10 @@ def test_seeds_bench_trains_every_seed_and_reports_each(tmp_path):
     assert re.search(r"^\s+1  \(none\); 0 distinct emergence scale\(s\)$", proc.stdout, re.M), proc.stdout
     assert "distinct emergence scales (within one strategy) in every seed: False" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "seed_robust: false"
+
+
+def test_seeds_bench_refuses_other_kernels_in_this_checkout():
+    """Models are keyed by config and code, not machine: other kernels in this checkout's results would reuse them."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench/seeds.py"), "--cpu-kernels", "avx2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--cpu-kernels avx2 needs a --workdir of its own" in proc.stderr, proc.stderr
