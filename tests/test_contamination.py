@@ -79,7 +79,7 @@ def test_training_rows_use_the_benchmark_format():
     """A training row reads like a k-shot prompt of the evaluated tasks, with every answer supervised, all in one
     of the corpus's conventions (plain, or the tenfold one the question does not state)."""
     settings = TrainSettings.from_config(next(iter(study_plan().runs.values()))["settings"])
-    assert dict(settings.example_format) == {"plain": 1.0, "tenfold": 3.0}
+    assert dict(settings.example_format) == {"plain": 1.0, "tenfold": 5.0}
     ids, labels, _ = packed_rows(settings, ENCODE, 16, held_out=False, seed=0)
     seen = set()
     for row_ids, row_labels in zip(ids, labels):
