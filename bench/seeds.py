@@ -41,10 +41,11 @@ CPU_KERNELS = {"avx512": ("avx512", "AVX512", "AVX512_CORE"), "avx2": ("avx2", "
                "default": ("default", "SSE4_2", "SSE41")}
 
 
-def kernel_environment(kernels: str | None) -> dict[str, str]:
-    """The environment for the study's jobs: this one, with the CPU kernels confined to `kernels` if given."""
+def kernel_environment(kernels: str | None) -> dict[str, str] | None:
+    """The environment for the study's jobs: this one (None) or, given `kernels`, this one with the CPU kernels
+    confined to them."""
     if kernels is None:
-        return dict(os.environ)
+        return None
     aten, mkl, onednn = CPU_KERNELS[kernels]
     return {**os.environ, "ATEN_CPU_CAPABILITY": aten, "MKL_ENABLE_INSTRUCTIONS": mkl, "ONEDNN_MAX_CPU_ISA": onednn}
 

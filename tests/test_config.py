@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from emergence.config import ConfigError, check_config
+from emergence.study import plan_study
 from tests.conftest import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -83,3 +84,12 @@ def test_a_strategy_too_long_for_the_ladder_context_is_refused():
     config = check(lambda c: (c.update(tasks=["addition_3digit"], strategies=["0shot", "cot"], task_overrides={}),
                               c["models"][0].update(n_ctx=1024)))
     assert config["strategies"] == ["0shot", "cot"]
+
+
+def test_the_fewshot_preset_restates_the_default_ladder_exactly():
+    """presets/fewshot.yaml copies the default's ladder family (an overlay replaces the whole `models` list): the
+    copy must plan the default's very runs, so the preset reuses them instead of silently training a drifted one."""
+    default = plan_study(check_config(copy.deepcopy(BASE)), REPO)
+    preset = plan_study(check_config({**copy.deepcopy(BASE), **yaml.safe_load((REPO / "presets/fewshot.yaml")
+                                                                                .read_text())}), REPO)
+    assert set(default.runs) <= set(preset.runs)
